@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * viaduct frame I/O ("nic" layer).
+ *
+ * A nic moves datagrams between this endpoint and peers. A peer is an IPv4 address and a UDP port, and on
+ * every backend a frame's payload is exactly a UDP/IPv4 payload, so endpoints on different backends talk to
+ * each other (a `udp` endpoint on one host and an `xdp` endpoint on another exchange frames unchanged).
+ *
+ * Backends:
+ *   xdp  AF_XDP socket and UMEM handed over by viaductd; RX either direct (the endpoint's own XSK on a
+ *        queue it owns) or software-steered (the XDP dispatcher copies the frame into the endpoint's ring).
+ *   udp  plain kernel UDP socket (recvmmsg/sendmmsg): no daemon, no privilege.
+ *   sim  in-process simulated link with seeded loss, duplication, reordering, delay and corruption, and a
+ *        virtual clock: a protocol test over it replays exactly.
+ *
+ * Threading: a nic is used by one thread at a time. Distinct nics are independent.
+ *
+ * Buffers: RX is zero-copy. vd_nic_rx_burst() fills frames whose data points into backend memory (the
+ * UMEM, the steering ring or a receive pool); they stay valid until handed back with vd_nic_rx_release(),
+ * which must happen in the order they were received. TX is either copy (vd_nic_send, fine for small
+ * frames) or zero-copy: vd_nic_tx_alloc() lends buffers in which the caller writes the payload, then
+ * vd_nic_tx_burst() queues them and vd_nic_flush() makes sure the backend transmits.
+ *
+ * Errors: functions returning int return a count or 0 on success, a negative errno on failure.
+ */
+#ifndef VIADUCT_NIC_H
+#define VIADUCT_NIC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef VD_API
+#define VD_API __attribute__((visibility("default")))
+#endif
+
+/* An endpoint address: IPv4 address and UDP port, both in network byte order. */
+struct vd_addr {
+	uint32_t ip;
+	uint16_t port;
+	uint16_t _pad;
+};
+
+/* Parses "A.B.C.D:PORT" or "HOST:PORT" (HOST resolved through getaddrinfo, IPv4 only). */
+VD_API int vd_addr_parse(const char *text, struct vd_addr *out);
+/* Formats as "A.B.C.D:PORT" into buf (at least VD_ADDR_STRLEN bytes); returns buf. */
+#define VD_ADDR_STRLEN 22
+VD_API char *vd_addr_format(const struct vd_addr *a, char *buf, size_t len);
+
+enum vd_backend {
+	VD_BACKEND_AUTO = 0, /* xdp if a viaductd answers on the control socket, else udp */
+	VD_BACKEND_XDP,
+	VD_BACKEND_UDP,
+	VD_BACKEND_SIM,
+};
+
+enum vd_rx_mode {
+	VD_RX_AUTO = 0, /* direct if a queue is free, else steered */
+	VD_RX_DIRECT,   /* own XSK on an owned queue (frames arriving on another queue are still steered) */
+	VD_RX_STEERED,  /* XDP copies every frame into the endpoint's ring; TX through a TX-only XSK */
+};
+
+struct vd_sim_link;
+
+struct vd_nic_opts {
+	enum vd_backend backend;
+	enum vd_rx_mode rx_mode;   /* xdp only */
+	const char *local;         /* "IP:PORT" to bind; NULL or port 0: any address, ephemeral port */
+	const char *ctl_path;      /* xdp: viaductd socket; NULL: $VIADUCT_SOCKET, else VD_CTL_DEFAULT_PATH */
+	const char *ifname;        /* xdp: interface; NULL: the daemon's first interface */
+	int queue;                 /* xdp direct: queue to own; -1: any free queue */
+	uint32_t ring_frames;      /* xdp: RX/TX ring and UMEM sizing (power of two); 0: default 2048 */
+	uint32_t steer_ring_bytes; /* xdp: size of the software-steering ring (power of two); 0: default */
+	struct vd_sim_link *sim;   /* sim: the link to attach to (required) */
+};
+
+struct vd_frame {
+	void *data;          /* UDP payload */
+	uint32_t len;        /* payload length (TX: set by the caller; from tx_alloc: the capacity) */
+	struct vd_addr peer; /* RX: source; TX: destination */
+	uint64_t cookie;     /* backend-private: leave untouched */
+};
+
+struct vd_nic_stats {
+	uint64_t rx_frames, rx_bytes;
+	uint64_t tx_frames, tx_bytes;
+	uint64_t rx_malformed;  /* dropped by the library: bad headers, checksum, length */
+	uint64_t rx_dropped;    /* dropped before the library saw them (ring full), where the backend knows */
+	uint64_t tx_busy;       /* tx_alloc/tx_burst found no room */
+};
+
+struct vd_nic;
+
+VD_API int vd_nic_open(struct vd_nic **out, const struct vd_nic_opts *opts);
+VD_API void vd_nic_close(struct vd_nic *nic);
+
+VD_API const char *vd_nic_backend_name(const struct vd_nic *nic); /* "xdp", "udp", "sim" */
+VD_API enum vd_rx_mode vd_nic_rx_mode(const struct vd_nic *nic);
+VD_API int vd_nic_local_addr(const struct vd_nic *nic, struct vd_addr *out);
+/* Largest payload one frame carries on this nic (path MTU minus IPv4 and UDP headers). */
+VD_API uint32_t vd_nic_max_payload(const struct vd_nic *nic);
+
+/* Receives up to max frames without blocking; returns how many (0 if none). */
+VD_API int vd_nic_rx_burst(struct vd_nic *nic, struct vd_frame *frames, unsigned max);
+/* Hands received frames back, oldest first. */
+VD_API void vd_nic_rx_release(struct vd_nic *nic, struct vd_frame *frames, unsigned n);
+
+/* Lends up to n TX buffers (data, len = capacity); returns how many. */
+VD_API int vd_nic_tx_alloc(struct vd_nic *nic, struct vd_frame *frames, unsigned n);
+/* Queues frames filled after tx_alloc (len and peer set); returns how many were queued. Frames not
+ * queued remain the caller's: retry them or give them back with vd_nic_tx_abort(). */
+VD_API int vd_nic_tx_burst(struct vd_nic *nic, struct vd_frame *frames, unsigned n);
+VD_API void vd_nic_tx_abort(struct vd_nic *nic, struct vd_frame *frames, unsigned n);
+/* Makes sure queued frames are on their way (a doorbell for xdp, a no-op where sending is immediate). */
+VD_API int vd_nic_flush(struct vd_nic *nic);
+/* Copying convenience: alloc, copy, burst and flush one frame. */
+VD_API int vd_nic_send(struct vd_nic *nic, const struct vd_addr *to, const void *data, size_t len);
+
+/* A file descriptor that becomes readable when frames may be waiting (for poll/epoll). */
+VD_API int vd_nic_fd(const struct vd_nic *nic);
+/* Blocks until a frame may be waiting or timeout_ms passes (-1: forever); returns 1, 0 on timeout. On the
+ * sim backend this advances the virtual clock instead of sleeping. */
+VD_API int vd_nic_wait(struct vd_nic *nic, int timeout_ms);
+/* Monotonic time in ns: the real clock, or the virtual one on sim. Protocol engines use only this. */
+VD_API uint64_t vd_nic_now_ns(const struct vd_nic *nic);
+
+VD_API void vd_nic_stats(const struct vd_nic *nic, struct vd_nic_stats *out);
+
+/* --- sim backend ---------------------------------------------------------------------------------- */
+
+struct vd_sim_params {
+	uint64_t seed;
+	uint32_t loss_ppm;      /* each frame is lost with this probability (parts per million) */
+	uint32_t dup_ppm;       /* ... duplicated */
+	uint32_t reorder_ppm;   /* ... held back by an extra reorder_ns */
+	uint32_t corrupt_ppm;   /* ... has one byte flipped (then dropped by the receiver's checksum) */
+	uint64_t delay_ns;      /* one-way delay */
+	uint64_t jitter_ns;     /* uniform extra delay in [0, jitter_ns] */
+	uint64_t reorder_ns;
+	uint32_t mtu;           /* IP MTU; 0: 1500 */
+	uint32_t queue_frames;  /* frames in flight per receiver before tail drop; 0: 4096 */
+};
+
+VD_API int vd_sim_link_new(struct vd_sim_link **out, const struct vd_sim_params *params);
+/* The link must outlive its nics. */
+VD_API void vd_sim_link_free(struct vd_sim_link *link);
+VD_API uint64_t vd_sim_now_ns(const struct vd_sim_link *link);
+/* Moves the virtual clock forward, delivering what falls due. */
+VD_API void vd_sim_advance(struct vd_sim_link *link, uint64_t ns);
+
+struct vd_sim_counters {
+	uint64_t sent, delivered, lost, duplicated, reordered, corrupted, overflowed;
+};
+VD_API void vd_sim_counters(const struct vd_sim_link *link, struct vd_sim_counters *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VIADUCT_NIC_H */

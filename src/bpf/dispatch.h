@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Layout shared by the XDP dispatcher (dispatch.bpf.c), viaductd (which fills the maps) and the library
+ * (which reads steering-ring records). Plain C types only: this header is compiled for BPF and for the
+ * host.
+ */
+#ifndef VD_BPF_DISPATCH_H
+#define VD_BPF_DISPATCH_H
+
+#define VD_BPF_MAX_EPS 256     /* endpoints per interface (ringbuf array, stats array) */
+#define VD_BPF_MAX_QUEUES 64   /* XSKMAP entries */
+
+/* vd_ports key: the destination a frame must have to belong to an endpoint. */
+struct vd_bpf_port_key {
+	__u32 ip_be;    /* destination IPv4 address */
+	__u16 port_be;  /* destination port */
+	__u8 proto;     /* IPPROTO_UDP or IPPROTO_TCP */
+	__u8 _pad;
+};
+
+#define VD_BPF_EP_DIRECT 1u   /* frames arriving on ep.queue are redirected to the endpoint's XSK */
+
+struct vd_bpf_ep {
+	__u32 ep_id;    /* index into vd_rings and vd_ep_stats */
+	__u32 queue;    /* queue of the endpoint's XSK */
+	__u32 flags;    /* VD_BPF_EP_* */
+	__u32 _pad;
+};
+
+/*
+ * Steering-ring record: BPF ringbuf sample, reserved with one of the constant size classes below
+ * (bpf_ringbuf_reserve needs a constant size). `len` bytes of the frame follow, from the Ethernet header.
+ */
+struct vd_bpf_rec {
+	__u32 len;
+	__u32 rx_queue;
+};
+#define VD_BPF_CLASS_0 128
+#define VD_BPF_CLASS_1 512
+#define VD_BPF_CLASS_2 1536
+#define VD_BPF_CLASS_3 4096
+#define VD_BPF_MAX_STEER VD_BPF_CLASS_3 /* largest frame (L2 bytes) that can be steered */
+
+/* Per-endpoint counters (PERCPU_ARRAY vd_ep_stats, index ep_id). */
+struct vd_bpf_ep_stats {
+	__u64 redirected;
+	__u64 steered;
+	__u64 bytes;
+	__u64 dropped;   /* ring full or frame too big */
+};
+
+/* Per-interface counters (PERCPU_ARRAY vd_glob_stats, one entry). */
+struct vd_bpf_glob_stats {
+	__u64 passed;
+	__u64 malformed;
+	__u64 steered;
+	__u64 redirected;
+	__u64 ring_full;
+	__u64 too_big;
+};
+
+#endif

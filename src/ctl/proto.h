@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The viaductd control protocol, shared by the daemon and the library. docs/protocol.md describes it for
+ * people; this header is the definition.
+ *
+ * Transport: a Unix stream socket (default VD_CTL_DEFAULT_PATH). Each message is one vd_ctl_hdr followed by
+ * a payload; hdr.len counts both. Replies echo the request's seq and carry type | VD_CTL_REPLY; a reply
+ * with status < 0 (a negative errno) carries an optional NUL-terminated reason text instead of the
+ * payload. File descriptors travel as SCM_RIGHTS ancillary data on the reply's first byte.
+ *
+ * All integers are in host byte order (both ends are on one host) except fields named *_be, which are
+ * network byte order because they go on the wire or into BPF maps as they are. Every message is checked
+ * by vd__ctl_check() before anything reads it: magic, version, known type, exact length for fixed
+ * payloads, bounded length for variable ones, NUL-terminated strings, enums in range. A message that fails
+ * gets an error reply; the connection is closed only when framing is lost (bad magic or length).
+ *
+ * An endpoint lives as long as the connection that opened it: when the peer closes the socket or dies,
+ * viaductd reclaims everything that connection held.
+ */
+#ifndef VD_CTL_PROTO_H
+#define VD_CTL_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VD_CTL_DEFAULT_PATH "/run/viaduct/viaductd.sock"
+#define VD_CTL_ENV_PATH "VIADUCT_SOCKET"
+
+#define VD_CTL_MAGIC 0x54434456u /* "VDCT" in little-endian memory order */
+#define VD_CTL_VERSION 1
+#define VD_CTL_MAX_MSG 65536u
+#define VD_CTL_MAX_FDS 4
+#define VD_CTL_IFNAMSIZ 16
+#define VD_CTL_REASON_MAX 128
+
+enum vd_ctl_type {
+	VD_CTL_EP_OPEN = 1,   /* open an endpoint: reply carries fds */
+	VD_CTL_EP_CLOSE,      /* close one endpoint of this connection */
+	VD_CTL_NEIGH,         /* resolve the next-hop MAC address for an IPv4 destination */
+	VD_CTL_STAT,          /* list interfaces and endpoints with counters */
+	VD_CTL_PORT_RESERVE,  /* own a UDP or TCP port (reserved in the kernel too) for this connection */
+	VD_CTL_PORT_RELEASE,
+	VD_CTL_TYPE_MAX_ = VD_CTL_PORT_RELEASE,
+};
+#define VD_CTL_REPLY 0x8000u
+
+struct vd_ctl_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t len;    /* header + payload, bytes */
+	uint32_t seq;    /* chosen by the requester, echoed in the reply */
+	int32_t status;  /* requests: 0; replies: 0 or -errno */
+	uint32_t nfds;   /* replies: file descriptors attached (SCM_RIGHTS) */
+};
+
+/* RX modes on the wire (same values as enum vd_rx_mode in viaduct/nic.h). */
+enum vd_ctl_rx_mode { VD_CTL_RX_AUTO = 0, VD_CTL_RX_DIRECT = 1, VD_CTL_RX_STEERED = 2 };
+
+struct vd_ctl_ep_open_req {
+	char ifname[VD_CTL_IFNAMSIZ]; /* "" = the daemon's first interface */
+	uint32_t ip_be;               /* 0 = the interface's address */
+	uint16_t port_be;             /* 0 = ephemeral */
+	uint8_t rx_mode;              /* enum vd_ctl_rx_mode */
+	uint8_t _pad;
+	int32_t queue;                /* direct: queue wanted, -1 any */
+	uint32_t ring_frames;         /* power of two, VD_CTL_RING_MIN..VD_CTL_RING_MAX; 0 = default */
+	uint32_t steer_ring_bytes;    /* power of two multiple of the page size; 0 = default */
+};
+#define VD_CTL_RING_MIN 64u
+#define VD_CTL_RING_MAX 16384u
+#define VD_CTL_RING_DEFAULT 2048u
+#define VD_CTL_STEER_RING_MIN (64u << 10)
+#define VD_CTL_STEER_RING_MAX (64u << 20)
+#define VD_CTL_STEER_RING_DEFAULT (4u << 20)
+
+/*
+ * Reply to EP_OPEN. fds, in this order: [0] UMEM memfd, [1] XSK, [2] steering ring (BPF ringbuf map fd,
+ * mmap-only: the consumer page read-write at offset 0, producer page and data read-only after it),
+ * [3] stats memfd (one page: struct vd_ctl_ep_shared, written by the library, read by the daemon).
+ *
+ * UMEM layout: umem_frames frames of frame_size bytes. Frames [0, rx_frames) are for the fill ring (direct
+ * mode; steered endpoints get rx_frames = 0), frames [rx_frames, umem_frames) for TX. The XSK is bound to
+ * (ifindex, queue) with XDP_USE_NEED_WAKEUP; rings have the sizes given. The library maps them itself
+ * (getsockopt XDP_MMAP_OFFSETS, mmap at XDP_PGOFF_*_RING / XDP_UMEM_PGOFF_*_RING).
+ */
+struct vd_ctl_ep_open_rep {
+	uint32_t ep_id;
+	uint32_t ifindex;
+	char ifname[VD_CTL_IFNAMSIZ];
+	uint8_t mac[6];               /* the interface's MAC: source of every frame sent */
+	uint8_t rx_mode;              /* what was granted: VD_CTL_RX_DIRECT or VD_CTL_RX_STEERED */
+	uint8_t _pad;
+	uint32_t ip_be;               /* local address and port of the endpoint */
+	uint16_t port_be;
+	uint16_t _pad2;
+	uint32_t prefix_len;          /* the interface's IPv4 prefix length */
+	uint32_t mtu;                 /* IP MTU of the interface */
+	uint32_t queue;               /* queue the XSK is bound to */
+	uint32_t frame_size;          /* UMEM frame size (power of two) */
+	uint32_t umem_frames;
+	uint32_t rx_frames;           /* UMEM frames reserved for RX (fill ring), starting at frame 0 */
+	uint32_t rx_ring, tx_ring, fill_ring, comp_ring; /* ring sizes, entries */
+	uint32_t steer_ring_bytes;    /* data size of the steering ring (0 if none) */
+	uint32_t stats_bytes;         /* size of the stats memfd */
+};
+
+/* The per-endpoint page shared with the daemon (stats memfd): counters only the library knows. */
+struct vd_ctl_ep_shared {
+	uint64_t tx_frames, tx_bytes;
+	uint64_t rx_frames, rx_bytes;   /* frames the library consumed */
+	uint64_t rx_malformed;
+	uint64_t tx_busy;
+};
+
+struct vd_ctl_ep_close_req {
+	uint32_t ep_id;
+};
+
+struct vd_ctl_neigh_req {
+	uint32_t ifindex;
+	uint32_t ip_be;
+};
+struct vd_ctl_neigh_rep {
+	uint8_t mac[6];
+	uint16_t _pad;
+	uint32_t next_hop_be;   /* the gateway when ip is off-link, else ip itself */
+};
+
+enum vd_ctl_proto { VD_CTL_PROTO_UDP = 17, VD_CTL_PROTO_TCP = 6 };
+struct vd_ctl_port_req {
+	uint32_t ifindex;     /* 0 = the daemon's first interface */
+	uint16_t port_be;     /* 0 = ephemeral (reserve only) */
+	uint8_t proto;        /* enum vd_ctl_proto */
+	uint8_t _pad;
+};
+struct vd_ctl_port_rep {
+	uint16_t port_be;
+	uint16_t _pad;
+};
+
+/* STAT reply: vd_ctl_stat_rep, then n_ifaces vd_ctl_stat_iface, then n_eps vd_ctl_stat_ep. */
+#define VD_CTL_MAX_IFACES 16
+#define VD_CTL_MAX_EPS 256
+struct vd_ctl_stat_rep {
+	uint32_t n_ifaces;
+	uint32_t n_eps;
+	uint32_t daemon_pid;
+	uint32_t _pad;
+};
+struct vd_ctl_stat_iface {
+	char ifname[VD_CTL_IFNAMSIZ];
+	uint32_t ifindex;
+	uint32_t ip_be;
+	uint32_t mtu;
+	uint32_t queues;
+	uint32_t xdp_mode;              /* 1 native (driver), 2 generic (skb) */
+	uint32_t _pad;
+	uint64_t passed;                /* frames handed to the kernel unchanged */
+	uint64_t malformed;             /* IPv4/UDP headers that fail the dispatcher's checks (passed on) */
+	uint64_t steered, redirected;   /* to an endpoint ring / XSK */
+	uint64_t ring_full;             /* dropped: the endpoint's ring was full */
+	uint64_t too_big;               /* dropped: larger than the biggest steering size class */
+};
+struct vd_ctl_stat_ep {
+	uint32_t ep_id;
+	uint32_t pid, uid;
+	char ifname[VD_CTL_IFNAMSIZ];
+	uint32_t ip_be;
+	uint16_t port_be;
+	uint8_t rx_mode;
+	uint8_t _pad;
+	uint32_t queue;
+	uint32_t _pad2;
+	uint64_t rx_redirected, rx_steered, rx_bytes, rx_dropped; /* counted by the dispatcher */
+	uint64_t xsk_rx_dropped, xsk_rx_ring_full, xsk_tx_invalid; /* XDP_STATISTICS */
+	struct vd_ctl_ep_shared lib;                               /* counted by the library */
+};
+
+/* ---- codec (src/ctl/codec.c) -------------------------------------------------------------------- */
+
+/*
+ * Checks a complete message of len bytes at buf (header included) as described at the top. Returns 0 or
+ * a negative errno: -EPROTO bad magic or length (framing lost), -EPROTONOSUPPORT version, -EBADMSG bad
+ * type, payload size or field. `is_reply` selects which payload layouts are expected.
+ */
+int vd__ctl_check(const void *buf, size_t len, int is_reply);
+
+/* Fills a header; payload_len is the bytes that follow it. */
+void vd__ctl_hdr_init(struct vd_ctl_hdr *h, uint16_t type, uint32_t seq, int32_t status, size_t payload_len,
+		      uint32_t nfds);
+
+/* Short name of a message type, for logs ("ep-open", ...); "?" if unknown. */
+const char *vd__ctl_type_name(uint16_t type);
+
+#endif /* VD_CTL_PROTO_H */

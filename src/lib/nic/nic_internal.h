@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/* The backend interface behind viaduct/nic.h. Each backend embeds struct vd_nic first in its own state. */
+#ifndef VD_NIC_INTERNAL_H
+#define VD_NIC_INTERNAL_H
+
+#include <viaduct/nic.h>
+
+struct vd_nic_ops {
+	const char *name;
+	int (*rx_burst)(struct vd_nic *nic, struct vd_frame *f, unsigned max);
+	void (*rx_release)(struct vd_nic *nic, struct vd_frame *f, unsigned n);
+	int (*tx_alloc)(struct vd_nic *nic, struct vd_frame *f, unsigned n);
+	int (*tx_burst)(struct vd_nic *nic, struct vd_frame *f, unsigned n);
+	void (*tx_abort)(struct vd_nic *nic, struct vd_frame *f, unsigned n);
+	int (*flush)(struct vd_nic *nic);
+	int (*wait)(struct vd_nic *nic, int timeout_ms);
+	uint64_t (*now_ns)(const struct vd_nic *nic);
+	void (*close)(struct vd_nic *nic);
+};
+
+struct vd_nic {
+	const struct vd_nic_ops *ops;
+	struct vd_addr local;
+	uint32_t max_payload;
+	enum vd_rx_mode rx_mode;
+	int fd;                     /* what vd_nic_fd() returns */
+	struct vd_nic_stats stats;  /* kept by the backend */
+};
+
+int vd__nic_udp_open(struct vd_nic **out, const struct vd_nic_opts *opts);
+int vd__nic_sim_open(struct vd_nic **out, const struct vd_nic_opts *opts);
+int vd__nic_xdp_open(struct vd_nic **out, const struct vd_nic_opts *opts);
+
+/* CLOCK_MONOTONIC in ns, for the real backends. */
+uint64_t vd__mono_ns(void);
+
+#endif
