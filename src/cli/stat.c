@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `viaduct stat [--socket PATH] [--json]`: one VD_CTL_STAT exchange with viaductd, printed as two tables
+ * (interfaces with the dispatcher's counters, endpoints with theirs) or as one JSON object.
+ *
+ * Columns of the endpoint table: rx frames = frames the dispatcher delivered (redirected to the XSK +
+ * copied to the steering ring), rx drops = dispatcher drops (ring full) + the XSK's own drops (rx_dropped,
+ * rx_ring_full from XDP_STATISTICS); tx and malformed are the library's counts from the shared page. The
+ * JSON object carries every raw counter.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "ctl/client.h"
+#include "ctl/proto.h"
+
+#define STAT_TIMEOUT_MS 3000
+
+struct stat_data {
+	struct vd_ctl_stat_rep hdr;
+	struct vd_ctl_stat_iface ifaces[VD_CTL_MAX_IFACES];
+	struct vd_ctl_stat_ep *eps; /* hdr.n_eps entries */
+};
+
+static const char *xdp_mode_name(uint32_t m)
+{
+	return m == 1 ? "native" : m == 2 ? "generic" : "?";
+}
+
+static const char *rx_mode_name(uint8_t m)
+{
+	return m == VD_CTL_RX_DIRECT ? "direct" : m == VD_CTL_RX_STEERED ? "steered" : "?";
+}
+
+static void ip_str(uint32_t ip_be, char *buf)
+{
+	struct in_addr a = { .s_addr = ip_be };
+	inet_ntop(AF_INET, &a, buf, INET_ADDRSTRLEN);
+}
+
+static uint64_t ep_rx_frames(const struct vd_ctl_stat_ep *e)
+{
+	return e->rx_redirected + e->rx_steered;
+}
+
+static uint64_t ep_rx_drops(const struct vd_ctl_stat_ep *e)
+{
+	return e->rx_dropped + e->xsk_rx_dropped + e->xsk_rx_ring_full;
+}
+
+/* Connects, asks, and copies the (already validated by vd__ctl_call) reply out. Returns 0 or -errno. */
+static int fetch(const char *path, struct stat_data *d, const char **why)
+{
+	/* uint64_t storage: the records carry 64-bit counters; memcpy below keeps alignment moot anyway. */
+	static uint64_t buf[VD_CTL_MAX_MSG / sizeof(uint64_t)];
+	struct vd_ctl_reply rep;
+
+	memset(&rep, 0, sizeof(rep));
+	*why = NULL;
+	int fd = vd__ctl_connect(path);
+	if (fd < 0)
+		return fd;
+	int r = vd__ctl_call(fd, VD_CTL_STAT, NULL, 0, buf, sizeof(buf), &rep, STAT_TIMEOUT_MS);
+	close(fd);
+	if (r < 0) {
+		if (rep.hdr.status < 0 && rep.payload_len > 0)
+			*why = rep.payload;
+		return r;
+	}
+	for (unsigned i = 0; i < rep.nfds; i++) /* STAT carries none; never leak one a daemon sent anyway */
+		close(rep.fds[i]);
+	const char *p = rep.payload;
+	memcpy(&d->hdr, p, sizeof(d->hdr));
+	p += sizeof(d->hdr);
+	memcpy(d->ifaces, p, d->hdr.n_ifaces * sizeof(d->ifaces[0]));
+	p += d->hdr.n_ifaces * sizeof(d->ifaces[0]);
+	d->eps = calloc(d->hdr.n_eps ? d->hdr.n_eps : 1, sizeof(*d->eps));
+	if (!d->eps)
+		return -ENOMEM;
+	memcpy(d->eps, p, d->hdr.n_eps * sizeof(*d->eps));
+	return 0;
+}
+
+static void print_text(const struct stat_data *d)
+{
+	char ip[INET_ADDRSTRLEN];
+
+	printf("viaductd pid %" PRIu32 ": %" PRIu32 " interface(s), %" PRIu32 " endpoint(s)\n\n", d->hdr.daemon_pid,
+	       d->hdr.n_ifaces, d->hdr.n_eps);
+	printf("%-10s %-15s %5s %6s %-7s %12s %10s %12s %12s %10s %8s\n", "IFACE", "IP", "MTU", "QUEUES", "XDP",
+	       "PASSED", "MALFORMED", "STEERED", "REDIRECTED", "RING_FULL", "TOO_BIG");
+	for (uint32_t i = 0; i < d->hdr.n_ifaces; i++) {
+		const struct vd_ctl_stat_iface *f = &d->ifaces[i];
+		ip_str(f->ip_be, ip);
+		printf("%-10s %-15s %5" PRIu32 " %6" PRIu32 " %-7s %12" PRIu64 " %10" PRIu64 " %12" PRIu64
+		       " %12" PRIu64 " %10" PRIu64 " %8" PRIu64 "\n",
+		       f->ifname, ip, f->mtu, f->queues, xdp_mode_name(f->xdp_mode), f->passed, f->malformed,
+		       f->steered, f->redirected, f->ring_full, f->too_big);
+	}
+	if (d->hdr.n_eps == 0) {
+		printf("\nno endpoints\n");
+		return;
+	}
+	printf("\n%5s %7s %6s %-21s %-7s %5s %12s %14s %8s %12s %14s %9s\n", "EP", "PID", "UID", "ADDR", "RX",
+	       "QUEUE", "RX_FRAMES", "RX_BYTES", "RX_DROPS", "TX_FRAMES", "TX_BYTES", "MALFORMED");
+	for (uint32_t i = 0; i < d->hdr.n_eps; i++) {
+		const struct vd_ctl_stat_ep *e = &d->eps[i];
+		char addr[32];
+		ip_str(e->ip_be, ip);
+		snprintf(addr, sizeof(addr), "%s:%u", ip, ntohs(e->port_be));
+		printf("%5" PRIu32 " %7" PRIu32 " %6" PRIu32 " %-21s %-7s %5" PRIu32 " %12" PRIu64 " %14" PRIu64
+		       " %8" PRIu64 " %12" PRIu64 " %14" PRIu64 " %9" PRIu64 "\n",
+		       e->ep_id, e->pid, e->uid, addr, rx_mode_name(e->rx_mode), e->queue, ep_rx_frames(e), e->rx_bytes,
+		       ep_rx_drops(e), e->lib.tx_frames, e->lib.tx_bytes, e->lib.rx_malformed);
+	}
+}
+
+/* Interface names come from the kernel, but a JSON string is only ever written escaped. */
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void print_json(const struct stat_data *d)
+{
+	char ip[INET_ADDRSTRLEN];
+
+	printf("{\"daemon_pid\": %" PRIu32 ", \"interfaces\": [", d->hdr.daemon_pid);
+	for (uint32_t i = 0; i < d->hdr.n_ifaces; i++) {
+		const struct vd_ctl_stat_iface *f = &d->ifaces[i];
+		ip_str(f->ip_be, ip);
+		printf("%s{\"name\": ", i ? ", " : "");
+		json_str(f->ifname);
+		printf(", \"ifindex\": %" PRIu32 ", \"ip\": \"%s\", \"mtu\": %" PRIu32 ", \"queues\": %" PRIu32
+		       ", \"xdp_mode\": \"%s\", \"passed\": %" PRIu64 ", \"malformed\": %" PRIu64
+		       ", \"steered\": %" PRIu64 ", \"redirected\": %" PRIu64 ", \"ring_full\": %" PRIu64
+		       ", \"too_big\": %" PRIu64 "}",
+		       f->ifindex, ip, f->mtu, f->queues, xdp_mode_name(f->xdp_mode), f->passed, f->malformed,
+		       f->steered, f->redirected, f->ring_full, f->too_big);
+	}
+	printf("], \"endpoints\": [");
+	for (uint32_t i = 0; i < d->hdr.n_eps; i++) {
+		const struct vd_ctl_stat_ep *e = &d->eps[i];
+		ip_str(e->ip_be, ip);
+		printf("%s{\"id\": %" PRIu32 ", \"pid\": %" PRIu32 ", \"uid\": %" PRIu32 ", \"iface\": ", i ? ", " : "",
+		       e->ep_id, e->pid, e->uid);
+		json_str(e->ifname);
+		printf(", \"ip\": \"%s\", \"port\": %u, \"rx_mode\": \"%s\", \"queue\": %" PRIu32
+		       ", \"rx_frames\": %" PRIu64 ", \"rx_redirected\": %" PRIu64 ", \"rx_steered\": %" PRIu64
+		       ", \"rx_bytes\": %" PRIu64 ", \"rx_dropped\": %" PRIu64 ", \"xsk_rx_dropped\": %" PRIu64
+		       ", \"xsk_rx_ring_full\": %" PRIu64 ", \"xsk_tx_invalid\": %" PRIu64
+		       ", \"lib_rx_frames\": %" PRIu64 ", \"lib_rx_bytes\": %" PRIu64 ", \"tx_frames\": %" PRIu64
+		       ", \"tx_bytes\": %" PRIu64 ", \"tx_busy\": %" PRIu64 ", \"malformed\": %" PRIu64 "}",
+		       ip, ntohs(e->port_be), rx_mode_name(e->rx_mode), e->queue, ep_rx_frames(e), e->rx_redirected,
+		       e->rx_steered, e->rx_bytes, e->rx_dropped, e->xsk_rx_dropped, e->xsk_rx_ring_full,
+		       e->xsk_tx_invalid, e->lib.rx_frames, e->lib.rx_bytes, e->lib.tx_frames, e->lib.tx_bytes,
+		       e->lib.tx_busy, e->lib.rx_malformed);
+	}
+	printf("]}\n");
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: viaduct stat [--socket PATH] [--json]\n"
+		   "Interfaces and endpoints of a running viaductd, with their counters.\n"
+		   "  --socket PATH  the daemon's control socket (default $" VD_CTL_ENV_PATH ", else " VD_CTL_DEFAULT_PATH
+		   ")\n"
+		   "  --json         one JSON object instead of tables\n");
+}
+
+int vd__cli_stat(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL;
+	int json = 0, c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+s:jh", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': path = optarg; break;
+		case 'j': json = 1; break;
+		case 'h': usage(stdout); return 0;
+		default:
+			fprintf(stderr, "viaduct stat: unknown or misused option '%s'\n\n", argv[optind - 1]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "viaduct stat: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	/* Name the socket actually tried, resolved as vd__ctl_connect() does. */
+	const char *shown = path ? path : getenv(VD_CTL_ENV_PATH);
+	if (!shown || !shown[0])
+		shown = VD_CTL_DEFAULT_PATH;
+
+	struct stat_data d = { 0 };
+	const char *why = NULL;
+	int r = fetch(path, &d, &why);
+	if (r < 0) {
+		if (r == -ENOENT || r == -ECONNREFUSED)
+			fprintf(stderr, "viaduct stat: no viaductd at %s: %s\n", shown, strerror(-r));
+		else
+			fprintf(stderr, "viaduct stat: %s: %s%s%s\n", shown, strerror(-r), why ? ": " : "",
+				why ? why : "");
+		return 1;
+	}
+	if (json)
+		print_json(&d);
+	else
+		print_text(&d);
+	free(d.eps);
+	return 0;
+}
