@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The human table of `viaduct perf frames` results: one row per (bench, size), one column per path, then
+ * the ratios the project's targets are stated in (issue 2, item 5), each next to its target:
+ *   ping-pong p50:  direct/bare <= 1.25, steered/bare <= 1.8, direct/kernel <= 0.5, steered/kernel <= 0.5
+ *   stream Mpps:    direct/bare >= 0.9, steered/bare >= 0.9
+ * Input: our JSON lines (flat objects, no nesting); lines that do not parse are ignored.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "perf.h"
+
+#define MAX_ROWS 64
+
+struct row {
+	int stream;  /* 0: pingpong (p50/p99), 1: stream (mpps/gbps) */
+	unsigned size;
+	int have[VD_PERF_NPATHS];
+	double v[VD_PERF_NPATHS], v2[VD_PERF_NPATHS];
+};
+
+struct vd__perf_table {
+	struct row rows[MAX_ROWS];
+	unsigned n;
+};
+
+struct vd__perf_table *vd__perf_table_new(void)
+{
+	return calloc(1, sizeof(struct vd__perf_table));
+}
+
+void vd__perf_table_free(struct vd__perf_table *t)
+{
+	free(t);
+}
+
+/* Finds "key": in a flat JSON object; returns a pointer to the value (after blanks) or NULL. */
+static const char *json_val(const char *line, const char *key)
+{
+	char pat[40];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\"", key);
+	for (p = strstr(line, pat); p; p = strstr(p + 1, pat)) {
+		const char *q = p + strlen(pat);
+
+		while (*q == ' ')
+			q++;
+		if (*q != ':')
+			continue;
+		q++;
+		while (*q == ' ')
+			q++;
+		return q;
+	}
+	return NULL;
+}
+
+static int json_num(const char *line, const char *key, double *out)
+{
+	const char *v = json_val(line, key);
+	char *end;
+
+	if (!v)
+		return -1;
+	*out = strtod(v, &end);
+	return end == v ? -1 : 0;
+}
+
+static int json_str_is(const char *line, const char *key, const char *want)
+{
+	const char *v = json_val(line, key);
+	size_t n = strlen(want);
+
+	return v && v[0] == '"' && !strncmp(v + 1, want, n) && v[1 + n] == '"';
+}
+
+void vd__perf_table_add_line(struct vd__perf_table *t, const char *line)
+{
+	int stream = json_str_is(line, "bench", "stream");
+	double size, a, b;
+	unsigned p, i;
+
+	if (!stream && !json_str_is(line, "bench", "pingpong"))
+		return;
+	for (p = 0; p < VD_PERF_NPATHS; p++)
+		if (json_str_is(line, "path", vd__perf_path_name(p)))
+			break;
+	if (p == VD_PERF_NPATHS || json_num(line, "size", &size) < 0 ||
+	    json_num(line, stream ? "mpps" : "p50_us", &a) < 0 || json_num(line, stream ? "gbps" : "p99_us", &b) < 0)
+		return;
+	for (i = 0; i < t->n; i++)
+		if (t->rows[i].stream == stream && t->rows[i].size == (unsigned)size)
+			break;
+	if (i == t->n) {
+		if (t->n == MAX_ROWS)
+			return;
+		memset(&t->rows[i], 0, sizeof(t->rows[i]));
+		t->rows[i].stream = stream;
+		t->rows[i].size = (unsigned)size;
+		t->n++;
+	}
+	t->rows[i].have[p] = 1;
+	t->rows[i].v[p] = a;
+	t->rows[i].v2[p] = b;
+}
+
+static const enum vd__perf_path columns[] = { VD_PERF_VIADUCT_DIRECT, VD_PERF_VIADUCT_STEERED, VD_PERF_VIADUCT_UDP,
+					     VD_PERF_KERNEL_UDP, VD_PERF_BARE_AFXDP };
+
+struct ratio {
+	const char *label;
+	enum vd__perf_path num, den;
+	double target;
+};
+
+static const struct ratio pp_ratios[] = {
+	{ "direct/bare", VD_PERF_VIADUCT_DIRECT, VD_PERF_BARE_AFXDP, 1.25 },
+	{ "steered/bare", VD_PERF_VIADUCT_STEERED, VD_PERF_BARE_AFXDP, 1.8 },
+	{ "direct/kernel", VD_PERF_VIADUCT_DIRECT, VD_PERF_KERNEL_UDP, 0.5 },
+	{ "steered/kernel", VD_PERF_VIADUCT_STEERED, VD_PERF_KERNEL_UDP, 0.5 },
+};
+static const struct ratio st_ratios[] = {
+	{ "direct/bare", VD_PERF_VIADUCT_DIRECT, VD_PERF_BARE_AFXDP, 0.9 },
+	{ "steered/bare", VD_PERF_VIADUCT_STEERED, VD_PERF_BARE_AFXDP, 0.9 },
+};
+
+static void print_rows(const struct vd__perf_table *t, FILE *out, int stream)
+{
+	const struct ratio *ratios = stream ? st_ratios : pp_ratios;
+	unsigned nratios = stream ? 2 : 4;
+	int any = 0;
+
+	for (unsigned i = 0; i < t->n; i++)
+		any |= t->rows[i].stream == stream;
+	if (!any)
+		return;
+	fprintf(out, "\n%s\n%-6s", stream ? "stream: receiver's Mpps (payload Gbit/s)"
+					   : "ping-pong: half round trip p50 us (p99)",
+		"size");
+	for (unsigned c = 0; c < sizeof(columns) / sizeof(columns[0]); c++)
+		fprintf(out, " %18s", vd__perf_path_name(columns[c]));
+	fprintf(out, "\n");
+	for (unsigned i = 0; i < t->n; i++) {
+		const struct row *r = &t->rows[i];
+
+		if (r->stream != stream)
+			continue;
+		fprintf(out, "%-6u", r->size);
+		for (unsigned c = 0; c < sizeof(columns) / sizeof(columns[0]); c++) {
+			char cell[40];
+
+			if (!r->have[columns[c]])
+				snprintf(cell, sizeof(cell), "-");
+			else
+				snprintf(cell, sizeof(cell), stream ? "%.3f (%.2f)" : "%.2f (%.2f)",
+					 r->v[columns[c]], r->v2[columns[c]]);
+			fprintf(out, " %18s", cell);
+		}
+		fprintf(out, "\n");
+	}
+	fprintf(out, "%-6s", "ratio");
+	for (unsigned k = 0; k < nratios; k++)
+		fprintf(out, " %22s", ratios[k].label);
+	fprintf(out, "\n");
+	for (unsigned i = 0; i < t->n; i++) {
+		const struct row *r = &t->rows[i];
+
+		if (r->stream != stream)
+			continue;
+		fprintf(out, "%-6u", r->size);
+		for (unsigned k = 0; k < nratios; k++) {
+			const struct ratio *q = &ratios[k];
+			char cell[40];
+
+			if (!r->have[q->num] || !r->have[q->den] || r->v[q->den] <= 0) {
+				snprintf(cell, sizeof(cell), "-");
+			} else {
+				double x = r->v[q->num] / r->v[q->den];
+				int ok = stream ? x >= q->target : x <= q->target;
+
+				snprintf(cell, sizeof(cell), "%.2f (%s%.2f %s)", x, stream ? ">=" : "<=", q->target,
+					 ok ? "ok" : "MISS");
+			}
+			fprintf(out, " %22s", cell);
+		}
+		fprintf(out, "\n");
+	}
+}
+
+void vd__perf_table_print(const struct vd__perf_table *t, FILE *out)
+{
+	if (!t->n) {
+		fprintf(out, "no results\n");
+		return;
+	}
+	print_rows(t, out, 0);
+	print_rows(t, out, 1);
+}
