@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * viaductd internals shared between its files. One file per job:
+ *   main.c     arguments, daemonizing, signals, pidfile, start-up and shutdown order
+ *   log.c      log lines (stderr or a file)
+ *   loop.c     the epoll event loop every other part registers its fds with
+ *   server.c   the control socket: connections, framing, validation, replies, request dispatch
+ *   iface.c    managed interfaces: addresses, queues, the XDP dispatcher and its maps
+ *   endpoint.c EP_OPEN / EP_CLOSE: UMEM, XSK, steering ring, map entries, reclaim
+ *   port.c     UDP/TCP port ownership, reserved in the kernel by a bound kernel socket
+ *   neigh.c    VD_CTL_NEIGH: next hop and its MAC, resolved without blocking the loop
+ *   stat.c     VD_CTL_STAT
+ */
+#ifndef VD_DAEMON_H
+#define VD_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <linux/types.h>
+
+#include "bpf/dispatch.h"
+#include "ctl/proto.h"
+
+/* ---- log.c ------------------------------------------------------------------------------------- */
+enum { VD_LOG_ERR = 0, VD_LOG_WARN, VD_LOG_INFO, VD_LOG_DEBUG };
+int vd__log_open(const char *path, int verbose);
+void vd__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define vd__err(...) vd__log(VD_LOG_ERR, __VA_ARGS__)
+#define vd__warn(...) vd__log(VD_LOG_WARN, __VA_ARGS__)
+#define vd__info(...) vd__log(VD_LOG_INFO, __VA_ARGS__)
+#define vd__dbg(...) vd__log(VD_LOG_DEBUG, __VA_ARGS__)
+
+/* ---- loop.c ------------------------------------------------------------------------------------ */
+struct vd_evsrc;
+typedef void (*vd_ev_cb)(struct vd_evsrc *src, uint32_t events);
+struct vd_evsrc {
+	int fd;
+	vd_ev_cb cb;
+};
+int vd__loop_init(void);
+int vd__loop_add(struct vd_evsrc *src, uint32_t events);
+int vd__loop_mod(struct vd_evsrc *src, uint32_t events);
+void vd__loop_del(struct vd_evsrc *src);
+/* Runs until vd__loop_stop(); returns 0 or -errno. */
+int vd__loop_run(void);
+void vd__loop_stop(void);
+void vd__loop_fini(void);
+
+/* ---- iface.c ----------------------------------------------------------------------------------- */
+enum vd_xdp_mode { VD_XDP_AUTO = 0, VD_XDP_NATIVE = 1, VD_XDP_GENERIC = 2 };
+
+struct vd_ep;
+struct dispatch; /* the BPF skeleton */
+
+struct vd_iface {
+	char name[VD_CTL_IFNAMSIZ];
+	uint32_t ifindex;
+	uint8_t mac[6];
+	uint32_t ip_be;
+	uint32_t prefix_len;
+	uint32_t mtu;
+	uint32_t queues;            /* usable queue ids: [0, queues) */
+	enum vd_xdp_mode xdp_mode;  /* as attached */
+	struct dispatch *skel;
+	int link_fd;                /* XDP bpf_link: the kernel detaches when it closes, also if viaductd dies */
+	int ports_fd, xsks_fd, rings_fd, ep_stats_fd, glob_stats_fd;
+	struct vd_ep *queue_owner[VD_BPF_MAX_QUEUES];
+};
+
+int vd__iface_add(const char *name, enum vd_xdp_mode mode);
+void vd__iface_fini(void);
+unsigned vd__iface_count(void);
+struct vd_iface *vd__iface_at(unsigned i);
+/* "" or NULL: the first interface. NULL if not managed. */
+struct vd_iface *vd__iface_by_name(const char *name);
+/* 0: the first interface. */
+struct vd_iface *vd__iface_by_index(uint32_t ifindex);
+/* Dispatcher counters summed over CPUs. */
+int vd__iface_glob_stats(const struct vd_iface *ifc, struct vd_ctl_stat_iface *out);
+
+/* ---- server.c ---------------------------------------------------------------------------------- */
+struct vd_conn;
+struct vd_server_opts {
+	const char *path;
+	gid_t gid;
+};
+int vd__server_start(const struct vd_server_opts *o);
+void vd__server_stop(void);
+/* Queues a reply (copied; fds dup'ed). status < 0: payload is ignored and reason (may be NULL) sent. */
+int vd__conn_reply(struct vd_conn *c, uint16_t type, uint32_t seq, int32_t status, const void *payload,
+		   size_t len, const int *fds, unsigned nfds, const char *reason);
+/* After a reply queued outside the connection's own event: asks the loop to write it out. */
+void vd__conn_kick(struct vd_conn *c);
+void vd__conn_cred(const struct vd_conn *c, pid_t *pid, uid_t *uid);
+/* Lists of what a connection holds (owned by endpoint.c / port.c, reclaimed on close). */
+struct vd_ep **vd__conn_eps(struct vd_conn *c);
+struct vd_port **vd__conn_ports(struct vd_conn *c);
+/* True while the connection is alive (for async replies). Connections are identified by a serial. */
+uint64_t vd__conn_serial(const struct vd_conn *c);
+struct vd_conn *vd__conn_find(uint64_t serial);
+
+/* ---- endpoint.c -------------------------------------------------------------------------------- */
+struct vd_ep {
+	uint32_t id;                /* index in vd_rings / vd_ep_stats, unique in the daemon */
+	struct vd_iface *ifc;
+	struct vd_conn *conn;
+	struct vd_ep *next;         /* in the owning connection's list */
+	pid_t pid;
+	uid_t uid;
+	uint32_t ip_be;
+	uint16_t port_be;
+	uint8_t rx_mode;            /* VD_CTL_RX_DIRECT or VD_CTL_RX_STEERED */
+	uint32_t queue;
+	int xsk_fd, umem_fd, ring_fd, stats_fd;
+	void *umem;
+	size_t umem_len;
+	struct vd_ctl_ep_shared *shared;
+	struct vd_port *port;
+	bool in_ports_map, in_xsks_map, in_rings_map;
+};
+void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_req *req);
+void vd__ep_close_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_close_req *req);
+/* Frees every endpoint of the connection. */
+void vd__ep_reclaim_conn(struct vd_conn *c);
+/* Iterates the live endpoints (for STAT): NULL past the end. */
+struct vd_ep *vd__ep_at(unsigned id);
+
+/* ---- port.c ------------------------------------------------------------------------------------ */
+struct vd_port {
+	uint8_t proto;     /* IPPROTO_UDP or IPPROTO_TCP */
+	uint32_t ip_be;
+	uint16_t port_be;  /* as bound (never 0) */
+	int fd;            /* the kernel socket holding the reservation */
+	struct vd_port *next;
+};
+/* Reserves proto ip:port in the kernel (port 0: ephemeral). Returns 0 or -errno (-EADDRINUSE). */
+int vd__port_reserve(uint8_t proto, uint32_t ip_be, uint16_t port_be, struct vd_port **out);
+void vd__port_free(struct vd_port *p);
+void vd__port_reserve_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_port_req *req);
+void vd__port_release_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_port_req *req);
+void vd__port_reclaim_conn(struct vd_conn *c);
+
+/* ---- neigh.c ----------------------------------------------------------------------------------- */
+int vd__neigh_init(void);
+void vd__neigh_fini(void);
+void vd__neigh_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_neigh_req *req);
+void vd__neigh_reclaim_conn(struct vd_conn *c);
+
+/* ---- stat.c ------------------------------------------------------------------------------------ */
+void vd__stat_req(struct vd_conn *c, uint32_t seq);
+
+#endif

@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Endpoints: EP_OPEN builds everything an endpoint needs and hands the application its descriptors;
+ * reclaim takes it all back. What one endpoint holds:
+ *   - a UDP port, reserved in the kernel (port.c), and its vd_ports entry in the interface's dispatcher;
+ *   - a UMEM in a sealed memfd (the application maps the same pages), mapped here for XDP_UMEM_REG;
+ *   - an AF_XDP socket bound in copy mode to its own queue (one UMEM per (device, queue) is a kernel
+ *     rule), with RX ring only in direct mode, and, in direct mode, its slot vd_xsks[queue];
+ *   - a steering ring (BPF ringbuf of the size asked for) in vd_rings[ep_id]: every endpoint has one,
+ *     because even a direct endpoint receives frames that arrive on other queues through it;
+ *   - a one-page stats memfd the library writes its counters into.
+ * Set-up order makes the dispatcher's view consistent at every instant: the ring and the XSK slot are in
+ * place before the vd_ports entry that makes frames flow; teardown removes the vd_ports entry first.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_xdp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "daemon.h"
+
+#ifndef SOL_XDP
+#define SOL_XDP 283
+#endif
+
+#define VD_EP_FRAME_SIZE 4096u /* holds a frame of MTU ~3500 plus headroom; a page, so no frame spans two */
+
+static struct vd_ep *eps[VD_BPF_MAX_EPS];
+
+struct vd_ep *vd__ep_at(unsigned id)
+{
+	return id < VD_BPF_MAX_EPS ? eps[id] : NULL;
+}
+
+struct ep_geom {
+	uint32_t rx_ring, tx_ring, fill_ring, comp_ring;
+	uint32_t umem_frames, rx_frames;
+};
+
+static int memfd_sealed(const char *name, size_t len)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0)
+		return -errno;
+	/*
+	 * The application gets this fd: sealing the size means it can neither shrink the file under our
+	 * mapping (SIGBUS in the daemon) nor grow it; F_SEAL_SEAL stops any further seal.
+	 */
+	if (ftruncate(fd, (off_t)len) || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Creates an XSK on the endpoint's UMEM and binds it to (ifindex, queue). Returns the fd or -errno. */
+static int xsk_create(const struct vd_ep *ep, const struct ep_geom *g, uint32_t queue)
+{
+	struct xdp_umem_reg mr = {
+		.addr = (uintptr_t)ep->umem,
+		.len = ep->umem_len,
+		.chunk_size = VD_EP_FRAME_SIZE,
+		.headroom = 0,
+	};
+	struct sockaddr_xdp sx = {
+		.sxdp_family = AF_XDP,
+		/* Copy mode works on every driver; need-wakeup lets the library skip syscalls when idle. */
+		.sxdp_flags = XDP_COPY | XDP_USE_NEED_WAKEUP,
+		.sxdp_ifindex = ep->ifc->ifindex,
+		.sxdp_queue_id = queue,
+	};
+	int fd, err;
+
+	fd = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_XDP, XDP_UMEM_REG, &mr, sizeof(mr)) ||
+	    setsockopt(fd, SOL_XDP, XDP_UMEM_FILL_RING, &g->fill_ring, sizeof(g->fill_ring)) ||
+	    setsockopt(fd, SOL_XDP, XDP_UMEM_COMPLETION_RING, &g->comp_ring, sizeof(g->comp_ring)) ||
+	    (g->rx_ring && setsockopt(fd, SOL_XDP, XDP_RX_RING, &g->rx_ring, sizeof(g->rx_ring))) ||
+	    setsockopt(fd, SOL_XDP, XDP_TX_RING, &g->tx_ring, sizeof(g->tx_ring)) ||
+	    bind(fd, (struct sockaddr *)&sx, sizeof(sx))) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/*
+ * Binds the endpoint's XSK to a queue: the one asked for if free, else the lowest free one. A queue the
+ * daemon thinks free can still be held by an XSK whose copy a (dead or living) application kept: bind
+ * then fails with EBUSY and the next queue is tried.
+ */
+static int xsk_bind_some_queue(struct vd_ep *ep, const struct ep_geom *g, int want)
+{
+	struct vd_iface *ifc = ep->ifc;
+	int err = -EBUSY;
+
+	for (int i = -1; i < (int)ifc->queues; i++) {
+		int q = i < 0 ? want : i;
+		int fd;
+
+		if (q < 0 || (i >= 0 && q == want) || ifc->queue_owner[q])
+			continue;
+		fd = xsk_create(ep, g, (uint32_t)q);
+		if (fd >= 0) {
+			ep->xsk_fd = fd;
+			ep->queue = (uint32_t)q;
+			return 0;
+		}
+		err = fd;
+		if (err != -EBUSY)
+			return err;
+		vd__info("%s queue %d: still held by an old XSK (EBUSY), trying another", ifc->name, q);
+	}
+	return -EBUSY;
+}
+
+/* Zeroes the endpoint's per-CPU dispatcher counters (the id may have served an older endpoint). */
+static int reset_ep_stats(struct vd_ep *ep)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	void *zero;
+	int err = 0;
+
+	if (ncpu <= 0)
+		return -EINVAL;
+	zero = calloc((size_t)ncpu, sizeof(struct vd_bpf_ep_stats));
+	if (!zero)
+		return -ENOMEM;
+	if (bpf_map_update_elem(ep->ifc->ep_stats_fd, &ep->id, zero, BPF_ANY))
+		err = -errno;
+	free(zero);
+	return err;
+}
+
+static void ep_free(struct vd_ep *ep)
+{
+	struct vd_iface *ifc = ep->ifc;
+
+	/* First stop frames flowing to it, then take away where they went. */
+	if (ep->in_ports_map) {
+		struct vd_bpf_port_key k = { .ip_be = ep->ip_be, .port_be = ep->port_be, .proto = IPPROTO_UDP };
+		bpf_map_delete_elem(ifc->ports_fd, &k);
+	}
+	if (ep->in_xsks_map)
+		bpf_map_delete_elem(ifc->xsks_fd, &ep->queue);
+	if (ep->in_rings_map)
+		bpf_map_delete_elem(ifc->rings_fd, &ep->id);
+	if (ep->ring_fd >= 0)
+		close(ep->ring_fd);
+	if (ep->xsk_fd >= 0) {
+		close(ep->xsk_fd);
+		if (ifc->queue_owner[ep->queue] == ep)
+			ifc->queue_owner[ep->queue] = NULL;
+	}
+	if (ep->umem)
+		munmap(ep->umem, ep->umem_len);
+	if (ep->umem_fd >= 0)
+		close(ep->umem_fd);
+	if (ep->shared)
+		munmap(ep->shared, (size_t)sysconf(_SC_PAGESIZE));
+	if (ep->stats_fd >= 0)
+		close(ep->stats_fd);
+	vd__port_free(ep->port);
+	if (eps[ep->id] == ep)
+		eps[ep->id] = NULL;
+	free(ep);
+}
+
+static int ep_setup(struct vd_ep *ep, const struct vd_ctl_ep_open_req *req, struct ep_geom *g, const char **why)
+{
+	struct vd_iface *ifc = ep->ifc;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	uint32_t ring_bytes = req->steer_ring_bytes ? req->steer_ring_bytes : VD_CTL_STEER_RING_DEFAULT;
+	int err;
+
+	*why = "cannot reserve the port";
+	err = vd__port_reserve(IPPROTO_UDP, ep->ip_be, req->port_be, &ep->port);
+	if (err)
+		return err;
+	ep->port_be = ep->port->port_be;
+
+	*why = "cannot create the UMEM";
+	ep->umem_len = (size_t)g->umem_frames * VD_EP_FRAME_SIZE;
+	ep->umem_fd = memfd_sealed("viaduct-umem", ep->umem_len);
+	if (ep->umem_fd < 0)
+		return ep->umem_fd;
+	ep->umem = mmap(NULL, ep->umem_len, PROT_READ | PROT_WRITE, MAP_SHARED, ep->umem_fd, 0);
+	if (ep->umem == MAP_FAILED) {
+		ep->umem = NULL;
+		return -errno;
+	}
+
+	*why = "no free queue";
+	err = xsk_bind_some_queue(ep, g, ep->rx_mode == VD_CTL_RX_DIRECT ? req->queue : -1);
+	if (err) {
+		if (err != -EBUSY)
+			*why = "cannot create the AF_XDP socket";
+		return err;
+	}
+	ifc->queue_owner[ep->queue] = ep;
+
+	*why = "cannot create the steering ring";
+	ep->ring_fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "vd_steer", 0, 0, ring_bytes, NULL);
+	if (ep->ring_fd < 0)
+		return -errno;
+	if (bpf_map_update_elem(ifc->rings_fd, &ep->id, &ep->ring_fd, BPF_ANY))
+		return -errno;
+	ep->in_rings_map = true;
+
+	*why = "cannot create the stats page";
+	ep->stats_fd = memfd_sealed("viaduct-ep-stats", page);
+	if (ep->stats_fd < 0)
+		return ep->stats_fd;
+	ep->shared = mmap(NULL, page, PROT_READ, MAP_SHARED, ep->stats_fd, 0);
+	if (ep->shared == MAP_FAILED) {
+		ep->shared = NULL;
+		return -errno;
+	}
+
+	*why = "cannot install the endpoint in the dispatcher";
+	err = reset_ep_stats(ep);
+	if (err)
+		return err;
+	if (ep->rx_mode == VD_CTL_RX_DIRECT) {
+		if (bpf_map_update_elem(ifc->xsks_fd, &ep->queue, &ep->xsk_fd, BPF_ANY))
+			return -errno;
+		ep->in_xsks_map = true;
+	}
+	struct vd_bpf_port_key k = { .ip_be = ep->ip_be, .port_be = ep->port_be, .proto = IPPROTO_UDP };
+	struct vd_bpf_ep v = {
+		.ep_id = ep->id,
+		.queue = ep->queue,
+		.flags = ep->rx_mode == VD_CTL_RX_DIRECT ? VD_BPF_EP_DIRECT : 0,
+	};
+	/* BPF_NOEXIST: the kernel reservation makes a duplicate impossible; refuse rather than steal. */
+	if (bpf_map_update_elem(ifc->ports_fd, &k, &v, BPF_NOEXIST))
+		return -errno;
+	ep->in_ports_map = true;
+	return 0;
+}
+
+void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_req *req)
+{
+	struct vd_iface *ifc = vd__iface_by_name(req->ifname);
+	struct vd_ctl_ep_open_rep rep = {};
+	struct ep_geom g;
+	const char *why = NULL;
+	struct vd_ep *ep;
+	uint32_t id, r;
+	int err;
+
+#define FAIL(e, text)              \
+	do {                       \
+		err = (e);         \
+		why = (text);      \
+		goto fail;         \
+	} while (0)
+	ep = NULL;
+	if (!ifc)
+		FAIL(-ENODEV, "interface not managed by viaductd");
+	if (req->ip_be && req->ip_be != ifc->ip_be)
+		FAIL(-EADDRNOTAVAIL, "address is not the interface's");
+	if (req->queue >= (int32_t)ifc->queues)
+		FAIL(-EINVAL, "no such queue");
+	for (id = 0; id < VD_BPF_MAX_EPS && eps[id]; id++)
+		;
+	if (id == VD_BPF_MAX_EPS)
+		FAIL(-ENOSPC, "too many endpoints");
+
+	ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		FAIL(-ENOMEM, "out of memory");
+	ep->id = id;
+	ep->ifc = ifc;
+	ep->conn = c;
+	ep->xsk_fd = ep->umem_fd = ep->ring_fd = ep->stats_fd = -1;
+	vd__conn_cred(c, &ep->pid, &ep->uid);
+	ep->ip_be = ifc->ip_be;
+	/*
+	 * AUTO means direct: every endpoint owns a queue anyway (its XSK is bound to one), so taking RX on
+	 * it costs only the RX ring; frames arriving on other queues still reach it through its ring.
+	 */
+	ep->rx_mode = req->rx_mode == VD_CTL_RX_STEERED ? VD_CTL_RX_STEERED : VD_CTL_RX_DIRECT;
+	eps[id] = ep;
+
+	/* UMEM: RX frames (direct only, one per fill-ring entry) first, then as many TX frames. */
+	r = req->ring_frames ? req->ring_frames : VD_CTL_RING_DEFAULT;
+	g.tx_ring = g.comp_ring = g.fill_ring = r;
+	g.rx_ring = ep->rx_mode == VD_CTL_RX_DIRECT ? r : 0;
+	g.rx_frames = g.rx_ring;
+	g.umem_frames = g.rx_frames + r;
+
+	err = ep_setup(ep, req, &g, &why);
+	if (err)
+		goto fail;
+
+	ep->next = *vd__conn_eps(c);
+	*vd__conn_eps(c) = ep;
+
+	rep.ep_id = ep->id;
+	rep.ifindex = ifc->ifindex;
+	memcpy(rep.ifname, ifc->name, sizeof(rep.ifname));
+	memcpy(rep.mac, ifc->mac, 6);
+	rep.rx_mode = ep->rx_mode;
+	rep.ip_be = ep->ip_be;
+	rep.port_be = ep->port_be;
+	rep.prefix_len = ifc->prefix_len;
+	rep.mtu = ifc->mtu;
+	rep.queue = ep->queue;
+	rep.frame_size = VD_EP_FRAME_SIZE;
+	rep.umem_frames = g.umem_frames;
+	rep.rx_frames = g.rx_frames;
+	rep.rx_ring = g.rx_ring;
+	rep.tx_ring = g.tx_ring;
+	rep.fill_ring = g.fill_ring;
+	rep.comp_ring = g.comp_ring;
+	rep.steer_ring_bytes = req->steer_ring_bytes ? req->steer_ring_bytes : VD_CTL_STEER_RING_DEFAULT;
+	rep.stats_bytes = (uint32_t)sysconf(_SC_PAGESIZE);
+	int fds[VD_CTL_MAX_FDS] = { ep->umem_fd, ep->xsk_fd, ep->ring_fd, ep->stats_fd };
+	err = vd__conn_reply(c, VD_CTL_EP_OPEN, seq, 0, &rep, sizeof(rep), fds, VD_CTL_MAX_FDS, NULL);
+	if (err) {
+		/* Could not queue the reply: the endpoint is useless to the client; undo it. */
+		*vd__conn_eps(c) = ep->next;
+		why = "cannot queue the reply";
+		goto fail;
+	}
+	char ip[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &ep->ip_be, ip, sizeof(ip));
+	vd__info("ep %u opened: pid %d uid %u %s %s:%u queue %u %s", ep->id, (int)ep->pid, (unsigned)ep->uid,
+		 ifc->name, ip, ntohs(ep->port_be), ep->queue, ep->rx_mode == VD_CTL_RX_DIRECT ? "direct" : "steered");
+	return;
+#undef FAIL
+
+fail:
+	vd__info("ep-open from pid %d refused: %s (%s)", ep ? (int)ep->pid : -1, why, strerror(-err));
+	if (ep)
+		ep_free(ep);
+	vd__conn_reply(c, VD_CTL_EP_OPEN, seq, err, NULL, 0, NULL, 0, why);
+}
+
+void vd__ep_close_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_close_req *req)
+{
+	for (struct vd_ep **pp = vd__conn_eps(c); *pp; pp = &(*pp)->next) {
+		struct vd_ep *ep = *pp;
+
+		if (ep->id == req->ep_id) {
+			*pp = ep->next;
+			vd__info("ep %u closed by its owner", ep->id);
+			ep_free(ep);
+			vd__conn_reply(c, VD_CTL_EP_CLOSE, seq, 0, NULL, 0, NULL, 0, NULL);
+			return;
+		}
+	}
+	vd__conn_reply(c, VD_CTL_EP_CLOSE, seq, -ENOENT, NULL, 0, NULL, 0, "no such endpoint on this connection");
+}
+
+void vd__ep_reclaim_conn(struct vd_conn *c)
+{
+	struct vd_ep **head = vd__conn_eps(c);
+
+	while (*head) {
+		struct vd_ep *ep = *head;
+
+		*head = ep->next;
+		vd__info("ep %u reclaimed (pid %d)", ep->id, (int)ep->pid);
+		ep_free(ep);
+	}
+}
