@@ -119,10 +119,12 @@ VD_API int vd_nic_flush(struct vd_nic *nic);
 /* Copying convenience: alloc, copy, burst and flush one frame. */
 VD_API int vd_nic_send(struct vd_nic *nic, const struct vd_addr *to, const void *data, size_t len);
 
-/* A file descriptor that becomes readable when frames may be waiting (for poll/epoll). */
+/* A file descriptor that becomes readable when frames may be waiting (for poll/epoll). On sim: an eventfd
+ * that is readable exactly while a frame is due at the virtual clock's current time. */
 VD_API int vd_nic_fd(const struct vd_nic *nic);
 /* Blocks until a frame may be waiting or timeout_ms passes (-1: forever); returns 1, 0 on timeout. On the
- * sim backend this advances the virtual clock instead of sleeping. */
+ * sim backend this advances the virtual clock instead of sleeping: to this nic's next due frame or the
+ * timeout, whichever is first; with nothing in flight to this nic and -1, it returns 0 at once. */
 VD_API int vd_nic_wait(struct vd_nic *nic, int timeout_ms);
 /* Monotonic time in ns: the real clock, or the virtual one on sim. Protocol engines use only this. */
 VD_API uint64_t vd_nic_now_ns(const struct vd_nic *nic);
@@ -147,12 +149,14 @@ struct vd_sim_params {
 VD_API int vd_sim_link_new(struct vd_sim_link **out, const struct vd_sim_params *params);
 /* The link must outlive its nics. */
 VD_API void vd_sim_link_free(struct vd_sim_link *link);
+/* The virtual clock starts at 1 s (not 0, which protocol code often reads as "never"). */
 VD_API uint64_t vd_sim_now_ns(const struct vd_sim_link *link);
 /* Moves the virtual clock forward, delivering what falls due. */
 VD_API void vd_sim_advance(struct vd_sim_link *link, uint64_t ns);
 
 struct vd_sim_counters {
 	uint64_t sent, delivered, lost, duplicated, reordered, corrupted, overflowed;
+	uint64_t unroutable;    /* sent to an address no nic on the link holds (not counted in lost) */
 };
 VD_API void vd_sim_counters(const struct vd_sim_link *link, struct vd_sim_counters *out);
 
