@@ -120,7 +120,9 @@ VD_API int vd_nic_flush(struct vd_nic *nic);
 VD_API int vd_nic_send(struct vd_nic *nic, const struct vd_addr *to, const void *data, size_t len);
 
 /* A file descriptor that becomes readable when frames may be waiting (for poll/epoll). On sim: an eventfd
- * that is readable exactly while a frame is due at the virtual clock's current time. */
+ * that is readable exactly while a frame is due at the virtual clock's current time. Before blocking on it
+ * in your own poll loop, call vd_nic_wait(nic, 0): it arms the wakeup (the xdp backend keeps wakeups off
+ * while the caller busy-polls, as they cost microseconds per frame) and returns 1 if frames already wait. */
 VD_API int vd_nic_fd(const struct vd_nic *nic);
 /* Blocks until a frame may be waiting or timeout_ms passes (-1: forever); returns 1, 0 on timeout. On the
  * sim backend this advances the virtual clock instead of sleeping: to this nic's next due frame or the

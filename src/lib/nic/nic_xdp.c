@@ -1,0 +1,740 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The xdp backend of the frame I/O layer: the application side of AF_XDP, on descriptors viaductd creates
+ * and hands over (src/ctl/proto.h, VD_CTL_EP_OPEN). No bpf() call and no capability is needed here: the
+ * process only mmaps and polls what it was given.
+ *
+ * Memory:
+ *   UMEM (memfd)  frames [0, rx_frames) circulate between the fill ring, the RX ring and the caller;
+ *                 frames [rx_frames, umem_frames) between a free stack, the caller, the TX ring and the
+ *                 completion ring.
+ *   steering ring BPF ringbuf the XDP dispatcher copies frames into (every endpoint has one; in direct mode
+ *                 it catches frames that arrived on another queue).
+ *   stats page    counters mirrored for `viaduct stat`.
+ *
+ * A frame handed to the caller carries a cookie saying where it lives, so rx_release can return it:
+ *   bit 63 clear: UMEM frame address (back to the fill ring, batched);
+ *   bit 63 set:   end position of a steering-ring record (consumer position advanced in order).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <linux/if_xdp.h>
+
+#include "ctl/client.h"
+#include "lib/core/frame.h"
+#include <linux/types.h> /* __u32 for the BPF header */
+#include "bpf/dispatch.h"
+#include "neigh_cache.h"
+#include "nic_internal.h"
+#include "steer_ring.h"
+#include "xsk_ring.h"
+
+#define XDP_COOKIE_RING (1ull << 63)
+#define XDP_CTL_TIMEOUT_MS 5000
+#define XDP_NEIGH_TIMEOUT_MS 1500                   /* > the daemon's own 1 s resolution limit */
+#define XDP_NEIGH_TTL_NS (30ull * 1000000000ull)   /* resolved by the daemon or learned from a frame */
+#define XDP_NEIGH_NEG_TTL_NS (200ull * 1000000ull) /* failed resolution: ask again after this */
+#define XDP_FLUSH_KICKS 64                          /* doorbells per flush at most (32 frames each) */
+#define XDP_COMP_LOW 64                             /* tx_alloc reclaims when fewer frames are free */
+
+struct xdp_map {
+	void *addr;
+	size_t len;
+};
+
+struct xdp_nic {
+	struct vd_nic nic; /* first: the generic layer's view */
+
+	/* RX side */
+	struct vd__xsk_ring rx, fill;
+	struct vd__steer_ring steer;
+	bool direct, has_steer;
+	bool xsk_armed;       /* the XSK is in the epoll set (only between arming and the next frames) */
+	uint64_t *fill_stash; /* UMEM RX frames waiting for room in the fill ring */
+	uint32_t fill_stash_n;
+
+	/* TX side */
+	struct vd__xsk_ring tx, comp;
+	uint64_t *tx_free; /* stack of free TX frame addresses */
+	uint32_t tx_free_n;
+	struct vd__udp_tmpl tmpl;   /* our MAC, IP and port; dst filled per frame */
+	uint32_t hot_ip;            /* one-entry neighbour cache in front of the table: the last peer */
+	uint8_t hot_mac[6];
+
+	uint8_t *umem;
+	uint64_t umem_size;
+	uint32_t frame_size, rx_frames, umem_frames, tx_cap;
+	uint32_t ifindex;
+
+	struct vd_ctl_ep_shared *shared;
+	uint64_t tx_again, tx_nobufs, tx_noneigh; /* flush/neighbour trouble, for debugging */
+
+	int ctl_fd, umem_fd, xsk_fd, ring_fd, stats_fd;
+	struct xdp_map m_umem, m_rx, m_tx, m_fill, m_comp, m_cons, m_prod, m_stats;
+
+	struct vd__neigh_cache neigh;
+};
+
+static struct xdp_nic *xdp_of(struct vd_nic *nic)
+{
+	return (struct xdp_nic *)nic;
+}
+
+/* ---- counters --------------------------------------------------------------------------------------- */
+
+/* Copies the library's counters to the page viaductd reads. Relaxed stores: each word is read on its own
+ * by `viaduct stat`, no ordering between them is promised, and the daemon tolerates a torn snapshot. */
+static void xdp_mirror_stats(struct xdp_nic *x)
+{
+	struct vd_ctl_ep_shared *s = x->shared;
+	const struct vd_nic_stats *st = &x->nic.stats;
+	if (!s)
+		return;
+	__atomic_store_n(&s->tx_frames, st->tx_frames, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->tx_bytes, st->tx_bytes, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->rx_frames, st->rx_frames, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->rx_bytes, st->rx_bytes, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->rx_malformed, st->rx_malformed, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->tx_busy, st->tx_busy, __ATOMIC_RELAXED);
+}
+
+/* ---- fill ring -------------------------------------------------------------------------------------- */
+
+/* Moves stashed RX frames to the fill ring: one reservation and one publish for the lot. */
+static void xdp_refill(struct xdp_nic *x)
+{
+	uint32_t idx, n = vd__xsk_prod_reserve(&x->fill, x->fill_stash_n, &idx);
+	if (n == 0)
+		return;
+	uint32_t left = x->fill_stash_n - n;
+	for (uint32_t i = 0; i < n; i++)
+		*vd__xsk_ring_addr(&x->fill, idx + i) = x->fill_stash[left + i];
+	x->fill_stash_n = left;
+	vd__xsk_prod_submit(&x->fill);
+}
+
+/* ---- RX --------------------------------------------------------------------------------------------- */
+
+/* Remembers where a peer's frames come from: its MAC is the one to send to (the router's if off-link). */
+static void xdp_learn(struct xdp_nic *x, const struct vd__udp_view *v)
+{
+	if (v->src_ip_be == x->hot_ip && memcmp(v->src_mac, x->hot_mac, 6) == 0)
+		return;
+	x->hot_ip = v->src_ip_be;
+	memcpy(x->hot_mac, v->src_mac, 6);
+	vd__neigh_put(&x->neigh, v->src_ip_be, v->src_mac, vd__mono_ns() + XDP_NEIGH_TTL_NS);
+}
+
+/* Parses one received L2 frame into f; returns false if it is malformed or not for this endpoint. */
+static bool xdp_accept(struct xdp_nic *x, const void *l2, uint32_t len, struct vd_frame *f)
+{
+	struct vd__udp_view v;
+	if (vd__frame_parse_udp(l2, len, &v) != 0)
+		return false;
+	if (v.dst_ip_be != x->nic.local.ip || v.dst_port_be != x->nic.local.port)
+		return false;
+	xdp_learn(x, &v);
+	f->data = (void *)v.payload;
+	f->len = v.payload_len;
+	f->peer.ip = v.src_ip_be;
+	f->peer.port = v.src_port_be;
+	f->peer._pad = 0;
+	x->nic.stats.rx_bytes += v.payload_len;
+	return true;
+}
+
+/*
+ * The XSK is in the epoll set only while the caller may sleep. Registered, every received frame runs the
+ * epoll callback from the socket's data_ready in softirq context: measured here +0.6 to +1.2 us on the
+ * half round trip of a busy-polled ping-pong. So wait() adds it before sleeping and the first burst that
+ * finds frames removes it again (one epoll_ctl each way per sleep, small next to a sleep and wakeup).
+ * epoll_ctl(ADD) polls the socket once, so a frame that arrived before it is not missed.
+ */
+static int xdp_arm_xsk(struct xdp_nic *x)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = x->xsk_fd };
+	if (!x->direct || x->xsk_armed)
+		return 0;
+	if (epoll_ctl(x->nic.fd, EPOLL_CTL_ADD, x->xsk_fd, &ev) < 0)
+		return -errno;
+	x->xsk_armed = true;
+	return 0;
+}
+
+static void xdp_disarm_xsk(struct xdp_nic *x)
+{
+	if (epoll_ctl(x->nic.fd, EPOLL_CTL_DEL, x->xsk_fd, NULL) == 0)
+		x->xsk_armed = false;
+}
+
+static unsigned xdp_rx_xsk(struct xdp_nic *x, struct vd_frame *f, unsigned max)
+{
+	uint32_t idx, got = vd__xsk_cons_peek(&x->rx, max, &idx);
+	unsigned n = 0;
+	bool recycled = false;
+	for (uint32_t i = 0; i < got; i++) {
+		const struct xdp_desc *d = vd__xsk_ring_desc(&x->rx, idx + i);
+		uint64_t addr = d->addr, len = d->len;
+		uint64_t base = addr & ~(uint64_t)(x->frame_size - 1);
+		if (addr + len <= (uint64_t)x->rx_frames * x->frame_size &&
+		    xdp_accept(x, x->umem + addr, (uint32_t)len, &f[n])) {
+			f[n++].cookie = base;
+			continue;
+		}
+		/* Not for the caller: the frame goes straight back to the fill ring. A descriptor outside
+		 * the RX frames cannot come from the kernel; it is not recycled (it is not ours to give). */
+		x->nic.stats.rx_malformed++;
+		if (base < (uint64_t)x->rx_frames * x->frame_size) {
+			x->fill_stash[x->fill_stash_n++] = base;
+			recycled = true;
+		}
+	}
+	if (got) {
+		vd__xsk_cons_release(&x->rx); /* the descriptors are copied out; the frames stay ours */
+		if (x->xsk_armed)
+			xdp_disarm_xsk(x);
+	}
+	if (recycled)
+		xdp_refill(x);
+	return n;
+}
+
+static unsigned xdp_rx_steer(struct xdp_nic *x, struct vd_frame *f, unsigned max)
+{
+	struct vd__steer_rec rec;
+	unsigned n = 0;
+	vd__steer_ring_refresh(&x->steer); /* the one acquire load of the producer for this burst */
+	while (n < max && vd__steer_ring_next(&x->steer, &rec)) {
+		const struct vd_bpf_rec *h = rec.sample;
+		if (rec.len >= sizeof(*h) && h->len <= rec.len - sizeof(*h) &&
+		    xdp_accept(x, h + 1, h->len, &f[n])) {
+			f[n++].cookie = XDP_COOKIE_RING | rec.end;
+			continue;
+		}
+		x->nic.stats.rx_malformed++;
+		vd__steer_ring_drop(&x->steer);
+	}
+	vd__steer_ring_settle(&x->steer);
+	return n;
+}
+
+static int xdp_rx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned max)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	uint64_t malformed = nic->stats.rx_malformed;
+	unsigned n = 0;
+	if (x->direct)
+		n = xdp_rx_xsk(x, f, max);
+	if (n < max && x->has_steer)
+		n += xdp_rx_steer(x, f + n, max - n);
+	if (n || nic->stats.rx_malformed != malformed) {
+		nic->stats.rx_frames += n;
+		xdp_mirror_stats(x);
+	}
+	return (int)n;
+}
+
+static void xdp_rx_release(struct vd_nic *nic, struct vd_frame *f, unsigned n)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	uint64_t ring_end = 0;
+	uint32_t ring_n = 0;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t c = f[i].cookie;
+		if (c & XDP_COOKIE_RING) {
+			ring_end = c & ~XDP_COOKIE_RING; /* released oldest first: the last one wins */
+			ring_n++;
+		} else if (x->fill_stash_n < x->rx_frames) {
+			x->fill_stash[x->fill_stash_n++] = c;
+		}
+	}
+	if (ring_n)
+		vd__steer_ring_release(&x->steer, ring_end, ring_n);
+	if (x->fill_stash_n)
+		xdp_refill(x);
+}
+
+/* ---- TX --------------------------------------------------------------------------------------------- */
+
+/* Takes completed TX frames back from the completion ring. */
+static void xdp_reclaim(struct xdp_nic *x)
+{
+	uint32_t idx, got = vd__xsk_cons_peek(&x->comp, x->comp.size, &idx);
+	if (!got)
+		return;
+	uint64_t lo = (uint64_t)x->rx_frames * x->frame_size;
+	for (uint32_t i = 0; i < got; i++) {
+		uint64_t addr = *vd__xsk_ring_addr(&x->comp, idx + i) & ~(uint64_t)(x->frame_size - 1);
+		/* Only our own TX frames: the kernel returns what we queued; anything else is ignored so a
+		 * bug cannot hand an RX frame to the TX side twice. */
+		if (addr >= lo && addr < x->umem_size && x->tx_free_n < x->umem_frames - x->rx_frames)
+			x->tx_free[x->tx_free_n++] = addr;
+	}
+	vd__xsk_cons_release(&x->comp);
+}
+
+static int xdp_tx_alloc(struct vd_nic *nic, struct vd_frame *f, unsigned n)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	if (x->tx_free_n < n || x->tx_free_n < XDP_COMP_LOW)
+		xdp_reclaim(x);
+	unsigned k = n < x->tx_free_n ? n : x->tx_free_n;
+	for (unsigned i = 0; i < k; i++) {
+		uint64_t addr = x->tx_free[--x->tx_free_n];
+		f[i].data = x->umem + addr + VD_FRAME_HDR_LEN;
+		f[i].len = x->tx_cap;
+		f[i].cookie = addr;
+	}
+	if (k < n) {
+		nic->stats.tx_busy++;
+		xdp_mirror_stats(x);
+	}
+	return (int)k;
+}
+
+static void xdp_tx_abort(struct vd_nic *nic, struct vd_frame *f, unsigned n)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	for (unsigned i = 0; i < n && x->tx_free_n < x->umem_frames - x->rx_frames; i++)
+		x->tx_free[x->tx_free_n++] = f[i].cookie;
+}
+
+/* Asks viaductd for the next-hop MAC of ip (blocking: the first frame to a new peer waits for it). */
+static int xdp_neigh_request(struct xdp_nic *x, uint32_t ip_be, uint8_t mac[6])
+{
+	struct vd_ctl_neigh_req req = { .ifindex = x->ifindex, .ip_be = ip_be };
+	char buf[sizeof(struct vd_ctl_hdr) + VD_CTL_REASON_MAX + 64];
+	struct vd_ctl_reply rep;
+	int err = vd__ctl_call(x->ctl_fd, VD_CTL_NEIGH, &req, sizeof(req), buf, sizeof(buf), &rep,
+			       XDP_NEIGH_TIMEOUT_MS);
+	for (unsigned i = 0; i < rep.nfds; i++) /* none expected; vd__ctl_call leaves them to us */
+		close(rep.fds[i]);
+	if (err < 0)
+		return err;
+	if (rep.payload_len < sizeof(struct vd_ctl_neigh_rep))
+		return -EBADMSG;
+	memcpy(mac, ((const struct vd_ctl_neigh_rep *)rep.payload)->mac, 6);
+	return 0;
+}
+
+/* The destination MAC for ip; false if it cannot be resolved now. now is read lazily, once per burst. */
+static bool xdp_resolve(struct xdp_nic *x, uint32_t ip_be, uint64_t *now, uint8_t mac[6])
+{
+	if (ip_be == x->hot_ip) {
+		memcpy(mac, x->hot_mac, 6);
+		return true;
+	}
+	if (!*now)
+		*now = vd__mono_ns();
+	switch (vd__neigh_lookup(&x->neigh, ip_be, *now, mac)) {
+	case VD__NEIGH_HIT:
+		break;
+	case VD__NEIGH_NEGATIVE:
+		return false;
+	default:
+		if (xdp_neigh_request(x, ip_be, mac) < 0) {
+			vd__neigh_put(&x->neigh, ip_be, NULL, *now + XDP_NEIGH_NEG_TTL_NS);
+			return false;
+		}
+		vd__neigh_put(&x->neigh, ip_be, mac, *now + XDP_NEIGH_TTL_NS);
+		break;
+	}
+	x->hot_ip = ip_be;
+	memcpy(x->hot_mac, mac, 6);
+	return true;
+}
+
+static bool xdp_is_tx_frame(const struct xdp_nic *x, uint64_t addr)
+{
+	return addr >= (uint64_t)x->rx_frames * x->frame_size && addr < x->umem_size &&
+	       (addr & (x->frame_size - 1)) == 0;
+}
+
+/*
+ * Queues frames on the TX ring. A frame to an address that cannot be resolved is dropped (counted in
+ * tx_noneigh) and counts as consumed, as a kernel UDP send to an unreachable neighbour succeeds and the
+ * datagram is lost: the caller must not retry it forever.
+ */
+static int xdp_tx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned n)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	for (unsigned i = 0; i < n; i++)
+		if (!xdp_is_tx_frame(x, f[i].cookie) || f[i].len > x->tx_cap)
+			return i ? (int)i : (f[i].len > x->tx_cap ? -EMSGSIZE : -EINVAL);
+
+	uint32_t idx, res = vd__xsk_prod_reserve(&x->tx, n, &idx);
+	uint32_t queued = 0;
+	uint64_t now = 0, bytes = 0;
+	struct vd__udp_tmpl t = x->tmpl;
+	for (uint32_t i = 0; i < res; i++) {
+		uint64_t addr = f[i].cookie;
+		if (!xdp_resolve(x, f[i].peer.ip, &now, t.dst_mac)) {
+			x->tx_noneigh++;
+			x->tx_free[x->tx_free_n++] = addr;
+			continue;
+		}
+		t.dst_ip_be = f[i].peer.ip;
+		t.dst_port_be = f[i].peer.port;
+		struct xdp_desc *d = vd__xsk_ring_desc(&x->tx, idx + queued++);
+		d->addr = addr;
+		d->len = (uint32_t)vd__frame_build_udp(x->umem + addr, &t, f[i].len, 1);
+		d->options = 0;
+		bytes += f[i].len;
+	}
+	vd__xsk_prod_cancel(&x->tx, res - queued); /* slots of dropped frames */
+	if (queued)
+		vd__xsk_prod_submit(&x->tx);
+	nic->stats.tx_frames += queued;
+	nic->stats.tx_bytes += bytes;
+	if (res < n)
+		nic->stats.tx_busy++;
+	xdp_mirror_stats(x);
+	return (int)res;
+}
+
+/*
+ * Rings the TX doorbell: copy-mode AF_XDP transmits only inside sendmsg(), at most a budget of frames
+ * (32 by default) per call, returning EAGAIN when more remain. So this kicks until the kernel has taken
+ * everything or stops making progress, reclaiming completions in between (a full completion ring also
+ * stops transmission).
+ */
+static int xdp_flush(struct vd_nic *nic)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	int ret = 0;
+	for (int kick = 0; kick < XDP_FLUSH_KICKS; kick++) {
+		xdp_reclaim(x);
+		uint32_t before = vd__xsk_prod_outstanding(&x->tx);
+		if (before == 0 || !vd__xsk_needs_wakeup(&x->tx))
+			break;
+		if (sendto(x->xsk_fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0)
+			continue;
+		int e = errno;
+		if (e == EAGAIN || e == EWOULDBLOCK) {
+			x->tx_again++;
+			if (vd__xsk_prod_outstanding(&x->tx) < before)
+				continue; /* progress: the budget ran out, kick again */
+			break;            /* no progress: retry on the next flush */
+		}
+		if (e == EBUSY || e == ENOBUFS || e == EINTR) {
+			x->tx_nobufs++; /* transient: the frames stay queued for the next flush */
+			break;
+		}
+		ret = -e; /* ENETDOWN, ENXIO, ...: the device is gone or down */
+		break;
+	}
+	xdp_reclaim(x);
+	return ret;
+}
+
+/* ---- waiting ---------------------------------------------------------------------------------------- */
+
+static bool xdp_ready(struct xdp_nic *x)
+{
+	if (x->direct && vd__xsk_cons_avail(&x->rx, 1))
+		return true;
+	return x->has_steer && vd__steer_ring_pending(&x->steer);
+}
+
+/*
+ * Busy-poll first, sleep last. Before sleeping, the wakeup sources are armed - the XSK joins the epoll
+ * set, the steering ring's consumer position catches up (while polling it lags to avoid a wakeup per
+ * frame, see steer_ring.h), the fill ring gets its need_wakeup kick - and readiness is checked once more,
+ * so a frame that arrived while arming is not slept on. vd_nic_wait(nic, 0) does all of this without
+ * sleeping: it is how a caller arms vd_nic_fd() before blocking on it in its own poll loop.
+ */
+static int xdp_wait(struct vd_nic *nic, int timeout_ms)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	if (xdp_ready(x))
+		return 1;
+	if (vd__xsk_prod_outstanding(&x->tx)) {
+		int err = xdp_flush(nic); /* frames left behind by a transient flush failure */
+		if (err < 0)
+			return err;
+	}
+	/* need_wakeup protocol: when the kernel sets the flag on the fill ring, the driver stopped polling
+	 * it and a syscall makes it look again (af_xdp.rst, XDP_USE_NEED_WAKEUP). */
+	if (x->direct && vd__xsk_needs_wakeup(&x->fill))
+		(void)recvfrom(x->xsk_fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+	int err = xdp_arm_xsk(x);
+	if (err < 0)
+		return err;
+	if (x->has_steer && vd__steer_ring_arm(&x->steer))
+		return 1;
+	if (xdp_ready(x))
+		return 1;
+	if (timeout_ms == 0)
+		return 0;
+	struct epoll_event ev[2];
+	int n = epoll_wait(nic->fd, ev, 2, timeout_ms);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	return n > 0 ? 1 : 0;
+}
+
+static uint64_t xdp_now_ns(const struct vd_nic *nic)
+{
+	(void)nic;
+	return vd__mono_ns();
+}
+
+/* ---- open / close ----------------------------------------------------------------------------------- */
+
+static void xdp_unmap(struct xdp_map *m)
+{
+	if (m->addr)
+		munmap(m->addr, m->len);
+	m->addr = NULL;
+}
+
+static void xdp_close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* Unmapping and closing everything; closing the control connection makes viaductd reclaim the endpoint. */
+static void xdp_close(struct vd_nic *nic)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	struct xdp_map *maps[] = { &x->m_umem, &x->m_rx, &x->m_tx, &x->m_fill, &x->m_comp, &x->m_cons,
+				   &x->m_prod, &x->m_stats };
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
+		xdp_unmap(maps[i]);
+	int *fds[] = { &x->nic.fd, &x->umem_fd, &x->xsk_fd, &x->ring_fd, &x->stats_fd, &x->ctl_fd };
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		xdp_close_fd(fds[i]);
+	free(x->fill_stash);
+	free(x->tx_free);
+	free(x);
+}
+
+static int xdp_mmap(struct xdp_map *m, size_t len, int prot, int fd, off_t off)
+{
+	void *p = mmap(NULL, len, prot, MAP_SHARED | MAP_POPULATE, fd, off);
+	if (p == MAP_FAILED)
+		return -errno;
+	m->addr = p;
+	m->len = len;
+	return 0;
+}
+
+static bool is_pow2(uint32_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+/* The reply comes from a root daemon we trust, but a version skew must fail cleanly, not fault. */
+static int xdp_check_reply(const struct vd_ctl_ep_open_rep *r)
+{
+	bool direct = r->rx_mode == VD_CTL_RX_DIRECT;
+	if (r->rx_mode != VD_CTL_RX_DIRECT && r->rx_mode != VD_CTL_RX_STEERED)
+		return -EPROTO;
+	if (!is_pow2(r->frame_size) || r->frame_size < 2048 || r->umem_frames == 0 ||
+	    r->rx_frames >= r->umem_frames || (uint64_t)r->umem_frames * r->frame_size > (1ull << 40))
+		return -EPROTO;
+	if (!is_pow2(r->tx_ring) || !is_pow2(r->fill_ring) || !is_pow2(r->comp_ring))
+		return -EPROTO;
+	if (direct && (!is_pow2(r->rx_ring) || r->rx_frames == 0))
+		return -EPROTO;
+	if (r->steer_ring_bytes && !is_pow2(r->steer_ring_bytes))
+		return -EPROTO;
+	if (r->mtu < 68 || r->stats_bytes < sizeof(struct vd_ctl_ep_shared))
+		return -EPROTO;
+	return 0;
+}
+
+static int xdp_map_rings(struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
+{
+	struct xdp_mmap_offsets off;
+	socklen_t optlen = sizeof(off);
+	int err;
+	if (getsockopt(x->xsk_fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &optlen) < 0)
+		return -errno;
+	if (x->direct) {
+		err = xdp_mmap(&x->m_rx, off.rx.desc + (size_t)r->rx_ring * sizeof(struct xdp_desc),
+			       PROT_READ | PROT_WRITE, x->xsk_fd, XDP_PGOFF_RX_RING);
+		if (err)
+			return err;
+		vd__xsk_ring_init(&x->rx, x->m_rx.addr, &off.rx, r->rx_ring);
+	}
+	err = xdp_mmap(&x->m_tx, off.tx.desc + (size_t)r->tx_ring * sizeof(struct xdp_desc),
+		       PROT_READ | PROT_WRITE, x->xsk_fd, XDP_PGOFF_TX_RING);
+	if (err)
+		return err;
+	vd__xsk_ring_init(&x->tx, x->m_tx.addr, &off.tx, r->tx_ring);
+	err = xdp_mmap(&x->m_fill, off.fr.desc + (size_t)r->fill_ring * sizeof(uint64_t), PROT_READ | PROT_WRITE,
+		       x->xsk_fd, XDP_UMEM_PGOFF_FILL_RING);
+	if (err)
+		return err;
+	vd__xsk_ring_init(&x->fill, x->m_fill.addr, &off.fr, r->fill_ring);
+	err = xdp_mmap(&x->m_comp, off.cr.desc + (size_t)r->comp_ring * sizeof(uint64_t),
+		       PROT_READ | PROT_WRITE, x->xsk_fd, XDP_UMEM_PGOFF_COMPLETION_RING);
+	if (err)
+		return err;
+	vd__xsk_ring_init(&x->comp, x->m_comp.addr, &off.cr, r->comp_ring);
+	return 0;
+}
+
+/* Maps the ringbuf: consumer page read-write at 0; producer page and the twice-mapped data read-only. */
+static int xdp_map_steer(struct xdp_nic *x, uint32_t size)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	int err = xdp_mmap(&x->m_cons, (size_t)page, PROT_READ | PROT_WRITE, x->ring_fd, 0);
+	if (err)
+		return err;
+	err = xdp_mmap(&x->m_prod, (size_t)page + 2 * (size_t)size, PROT_READ, x->ring_fd, page);
+	if (err)
+		return err;
+	vd__steer_ring_init(&x->steer, x->m_cons.addr, x->m_prod.addr, (uint64_t)page, size);
+	x->has_steer = true;
+	return 0;
+}
+
+static int xdp_setup(struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
+{
+	int err;
+	x->direct = r->rx_mode == VD_CTL_RX_DIRECT;
+	x->frame_size = r->frame_size;
+	x->umem_frames = r->umem_frames;
+	x->rx_frames = x->direct ? r->rx_frames : 0;
+	x->umem_size = (uint64_t)r->umem_frames * r->frame_size;
+	x->ifindex = r->ifindex;
+	x->nic.local.ip = r->ip_be;
+	x->nic.local.port = r->port_be;
+	x->nic.max_payload = r->mtu - VD_IPV4_HLEN - VD_UDP_HLEN;
+	x->nic.rx_mode = x->direct ? VD_RX_DIRECT : VD_RX_STEERED;
+	x->tx_cap = r->frame_size - VD_FRAME_HDR_LEN;
+	if (x->tx_cap > x->nic.max_payload)
+		x->tx_cap = x->nic.max_payload;
+	memcpy(x->tmpl.src_mac, r->mac, 6);
+	x->tmpl.src_ip_be = r->ip_be;
+	x->tmpl.src_port_be = r->port_be;
+
+	err = xdp_mmap(&x->m_umem, x->umem_size, PROT_READ | PROT_WRITE, x->umem_fd, 0);
+	if (err)
+		return err;
+	x->umem = x->m_umem.addr;
+	if ((err = xdp_map_rings(x, r)))
+		return err;
+	if (x->ring_fd >= 0 && r->steer_ring_bytes && (err = xdp_map_steer(x, r->steer_ring_bytes)))
+		return err;
+	if ((err = xdp_mmap(&x->m_stats, r->stats_bytes, PROT_READ | PROT_WRITE, x->stats_fd, 0)))
+		return err;
+	x->shared = x->m_stats.addr;
+
+	/* TX frames on the free stack, RX frames on the fill ring (the stash holds what does not fit). */
+	x->tx_free = calloc(x->umem_frames - x->rx_frames, sizeof(uint64_t));
+	x->fill_stash = calloc(x->rx_frames ? x->rx_frames : 1, sizeof(uint64_t));
+	if (!x->tx_free || !x->fill_stash)
+		return -ENOMEM;
+	for (uint32_t i = x->umem_frames; i > x->rx_frames; i--)
+		x->tx_free[x->tx_free_n++] = (uint64_t)(i - 1) * x->frame_size;
+	for (uint32_t i = x->rx_frames; i > 0; i--)
+		x->fill_stash[x->fill_stash_n++] = (uint64_t)(i - 1) * x->frame_size;
+	xdp_refill(x);
+
+	/* One fd to wait on: the steering ring (data available) now, the XSK (RX ring non-empty) only while
+	 * armed by wait(), see xdp_arm_xsk. */
+	x->nic.fd = epoll_create1(EPOLL_CLOEXEC);
+	if (x->nic.fd < 0)
+		return -errno;
+	if (x->has_steer) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = x->ring_fd };
+		if (epoll_ctl(x->nic.fd, EPOLL_CTL_ADD, x->ring_fd, &ev) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static const struct vd_nic_ops xdp_ops = {
+	.name = "xdp",
+	.rx_burst = xdp_rx_burst,
+	.rx_release = xdp_rx_release,
+	.tx_alloc = xdp_tx_alloc,
+	.tx_burst = xdp_tx_burst,
+	.tx_abort = xdp_tx_abort,
+	.flush = xdp_flush,
+	.wait = xdp_wait,
+	.now_ns = xdp_now_ns,
+	.close = xdp_close,
+};
+
+static int xdp_build_req(const struct vd_nic_opts *o, struct vd_ctl_ep_open_req *req)
+{
+	memset(req, 0, sizeof(*req));
+	if (o->ifname) {
+		if (strlen(o->ifname) >= sizeof(req->ifname))
+			return -ENAMETOOLONG;
+		strcpy(req->ifname, o->ifname);
+	}
+	if (o->local) {
+		struct vd_addr a;
+		int err = vd_addr_parse(o->local, &a);
+		if (err < 0)
+			return err;
+		req->ip_be = a.ip;
+		req->port_be = a.port;
+	}
+	if (o->rx_mode != VD_RX_AUTO && o->rx_mode != VD_RX_DIRECT && o->rx_mode != VD_RX_STEERED)
+		return -EINVAL;
+	req->rx_mode = (uint8_t)o->rx_mode; /* same values as enum vd_ctl_rx_mode */
+	req->queue = o->queue;
+	req->ring_frames = o->ring_frames;
+	req->steer_ring_bytes = o->steer_ring_bytes;
+	return 0;
+}
+
+int vd__nic_xdp_open(struct vd_nic **out, const struct vd_nic_opts *opts)
+{
+	struct vd_ctl_ep_open_req req;
+	int err = xdp_build_req(opts, &req);
+	if (err < 0)
+		return err;
+	struct xdp_nic *x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->nic.ops = &xdp_ops;
+	x->nic.fd = x->umem_fd = x->xsk_fd = x->ring_fd = x->stats_fd = -1;
+	vd__neigh_init(&x->neigh);
+
+	x->ctl_fd = vd__ctl_connect(opts->ctl_path);
+	if (x->ctl_fd < 0) {
+		err = x->ctl_fd;
+		x->ctl_fd = -1;
+		goto fail;
+	}
+	char buf[sizeof(struct vd_ctl_hdr) + sizeof(struct vd_ctl_ep_open_rep) + VD_CTL_REASON_MAX + 64];
+	struct vd_ctl_reply rep;
+	err = vd__ctl_call(x->ctl_fd, VD_CTL_EP_OPEN, &req, sizeof(req), buf, sizeof(buf), &rep,
+			   XDP_CTL_TIMEOUT_MS);
+	/* Take ownership of whatever arrived before judging the reply, so every path closes it (on a
+	 * transport failure vd__ctl_call has closed them and nfds is 0). */
+	int *slots[] = { &x->umem_fd, &x->xsk_fd, &x->ring_fd, &x->stats_fd };
+	for (unsigned i = 0; i < rep.nfds && i < VD_CTL_MAX_FDS; i++)
+		*slots[i] = rep.fds[i];
+	if (err < 0)
+		goto fail;
+	const struct vd_ctl_ep_open_rep *r = rep.payload;
+	if (rep.payload_len < sizeof(*r) || rep.nfds < 4 || x->umem_fd < 0 || x->xsk_fd < 0 || x->stats_fd < 0) {
+		err = -EPROTO;
+		goto fail;
+	}
+	if ((err = xdp_check_reply(r)) || (err = xdp_setup(x, r)))
+		goto fail;
+	xdp_mirror_stats(x);
+	*out = &x->nic;
+	return 0;
+fail:
+	xdp_close(&x->nic);
+	return err;
+}
