@@ -54,7 +54,8 @@ else
 	for t in tests/lab/test_*.sh; do
 		echo "-- $t"
 		timeout 600 bash "$t" "$build"
-		record "$(basename "$t" .sh)" $?
+		rc=$?   # before any other expansion: a command substitution would reset $?
+		record "$(basename "$t" .sh)" "$rc"
 	done
 fi
 

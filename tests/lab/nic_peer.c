@@ -9,6 +9,7 @@
  *   nic_peer hold  [common]                        open an endpoint, print its address, sleep (for reclaim
  *                                                  tests: the test kills it)
  *   common: --backend xdp|udp|auto --local IP:PORT --mode auto|direct|steered --queue Q --timeout-ms T
+ *           --busy (never block in vd_nic_wait: pure busy-polling)
  *
  * Prints one line "ADDR" when the endpoint is open (so a script can wait for it), then a result line.
  */
@@ -29,11 +30,19 @@ struct args {
 	struct vd_nic_opts o;
 	unsigned count, size;
 	int timeout_ms;
+	int busy;
 };
+
+/* Idle step of the receive loops: block briefly on the nic's fd, or spin when told to busy-poll. */
+static void idle(struct vd_nic *nic, const struct args *a, int ms)
+{
+	if (!a->busy)
+		vd_nic_wait(nic, ms);
+}
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: nic_peer echo|ping|hold [--backend B] [--local IP:PORT] [--mode M] [--queue Q]\n"
+	fprintf(stderr, "usage: nic_peer echo|ping|hold [--backend B] [--local IP:PORT] [--mode M] [--queue Q] [--busy]\n"
 			"                [--peer IP:PORT] [--count N] [--size S] [--timeout-ms T]\n");
 	return 2;
 }
@@ -43,7 +52,8 @@ static int parse(int argc, char **argv, struct args *a)
 	static const struct option lo[] = {
 		{ "backend", 1, 0, 'b' }, { "local", 1, 0, 'l' },  { "mode", 1, 0, 'm' },
 		{ "queue", 1, 0, 'q' },   { "peer", 1, 0, 'p' },   { "count", 1, 0, 'n' },
-		{ "size", 1, 0, 's' },    { "timeout-ms", 1, 0, 't' }, { 0, 0, 0, 0 },
+		{ "size", 1, 0, 's' },    { "timeout-ms", 1, 0, 't' }, { "busy", 0, 0, 'B' },
+		{ 0, 0, 0, 0 },
 	};
 	if (argc < 2)
 		return usage();
@@ -72,6 +82,7 @@ static int parse(int argc, char **argv, struct args *a)
 		case 'n': a->count = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 's': a->size = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 't': a->timeout_ms = atoi(optarg); break;
+		case 'B': a->busy = 1; break;
 		default: return usage();
 		}
 	}
@@ -104,7 +115,7 @@ static int do_echo(struct vd_nic *nic, const struct args *a)
 	while (echoed < a->count && vd_nic_now_ns(nic) < deadline) {
 		int n = vd_nic_rx_burst(nic, rx, BURST);
 		if (n <= 0) {
-			vd_nic_wait(nic, 10);
+			idle(nic, a, 10);
 			continue;
 		}
 		int m = vd_nic_tx_alloc(nic, tx, (unsigned)n);
@@ -148,7 +159,7 @@ static int do_ping(struct vd_nic *nic, const struct args *a)
 				struct vd_frame f[BURST];
 				int n = vd_nic_rx_burst(nic, f, BURST);
 				if (n <= 0) {
-					vd_nic_wait(nic, 5);
+					idle(nic, a, 5);
 					continue;
 				}
 				for (int i = 0; i < n; i++) {

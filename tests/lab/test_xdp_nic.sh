@@ -1,75 +1,128 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Lab test of the xdp nic backend (root): two namespaces joined by a 4-queue veth, viaductd in each, and
-# xdp_pingpong run as uid 65534 (no capability) in both RX modes, busy-polled and blocking, plus interop
-# with a kernel UDP socket in both directions. Fails on any lost reply or malformed frame.
-#   usage: tests/lab/test_xdp_nic.sh [BUILD_DIR] [NAME]     (default: build, vdxnic)
-set -u
-BUILD=${1:-build}
-NAME=${2:-vdxnic}
-BIN=$(cd "$BUILD/bin" && pwd) || exit 1
-RUN=/run/viaduct/$NAME
-NB="setpriv --reuid 65534 --regid 65534 --groups 65534"
-fail=0
+# Lab test of the xdp frame I/O backend (root): a `viaduct lab` of two hosts, every viaduct program run as
+# uid 65534 with no capability. Frames are checked byte for byte (tests/lab/nic_peer.c):
+#   - both RX modes, busy-polled and blocking, smallest and largest payloads;
+#   - interop: the library's udp backend and a plain kernel UDP socket (python3) against xdp endpoints;
+#   - viaduct stat shows the endpoint with its owner; kill -9 reclaims it and its port at once.
+# usage: tests/lab/test_xdp_nic.sh [BUILD_DIR]
+set -uo pipefail
+BUILD=$(cd "${1:-build}" && pwd) || exit 1
+V=$BUILD/bin/viaduct
+PEER=$BUILD/tests/nic_peer
+LAB=${VD_TEST_LAB:-vdtxnic}
+[ "$(id -u)" -eq 0 ] || { echo "test_xdp_nic: needs root" >&2; exit 1; }
+for b in "$V" "$PEER"; do [ -x "$b" ] || { echo "test_xdp_nic: $b not built" >&2; exit 1; }; done
 
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
-[ -x "$BIN/xdp_pingpong" ] && [ -x "$BIN/viaductd" ] || { echo "missing $BIN/xdp_pingpong or viaductd"; exit 1; }
+passed=0 failed=0
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+ko() { failed=$((failed + 1)); echo "FAIL $1"; }
+cleanup() { "$V" lab down --name "$LAB" >/dev/null 2>&1; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-down() {
-	for i in 0 1; do
-		p=$(cat "$RUN/h$i/viaductd.pid" 2>/dev/null) && [ -n "$p" ] && kill "$p" 2>/dev/null
-	done
-	sleep 0.3
-	for i in 0 1; do ip netns del "$NAME-h$i" 2>/dev/null; done
-	rm -rf "$RUN"
-}
-trap down EXIT INT TERM
-down
+cleanup
+"$V" lab up --name "$LAB" --group nogroup >/dev/null || { echo "FAIL lab up"; exit 1; }
 
-for i in 0 1; do ip netns add "$NAME-h$i" || exit 1; done
-ip link add "${NAME}a" numtxqueues 4 numrxqueues 4 type veth peer name "${NAME}b" numtxqueues 4 numrxqueues 4 || exit 1
-ip link set "${NAME}a" netns "$NAME-h0"
-ip link set "${NAME}b" netns "$NAME-h1"
-ip -n "$NAME-h0" link set "${NAME}a" name eth0
-ip -n "$NAME-h1" link set "${NAME}b" name eth0
-for i in 0 1; do
-	ip -n "$NAME-h$i" addr add "10.99.0.$((i + 1))/24" dev eth0
-	ip -n "$NAME-h$i" link set eth0 up
-	ip -n "$NAME-h$i" link set lo up
-	mkdir -p "$RUN/h$i"
-	ip netns exec "$NAME-h$i" "$BIN/viaductd" --iface eth0 --socket "$RUN/h$i/viaductd.sock" \
-		--pidfile "$RUN/h$i/viaductd.pid" --log "$RUN/h$i/viaductd.log" --group nogroup --daemon || exit 1
-done
+# on HOST CMD...: run CMD in a lab host as uid 65534 (group nogroup may use viaductd's socket).
+on() { local h=$1; shift; "$V" lab exec --name "$LAB" "$h" -- setpriv --reuid 65534 --regid 65534 --init-groups "$@"; }
+H0=10.99.0.1 H1=10.99.0.2
+port=7100
+tmp=$(mktemp -d)
+chmod 755 "$tmp"   # the test programs run as uid 65534
 
-# case NAME "server args" "client args": one ping-pong run, checked. Each case has its own server port:
-# viaductd may keep a closed endpoint's port reserved for a moment, and a kernel socket cannot bind it then.
-port=7000
-case_run() {
+# pair NAME "server command" "client command": server in h1 (port $port), client in h0; both must exit 0.
+pair() {
+	local name=$1 srv=$2 cli=$3
 	port=$((port + 1))
-	ip netns exec "$NAME-h1" env VIADUCT_SOCKET="$RUN/h1/viaductd.sock" $NB "$BIN/xdp_pingpong" server \
-		--local 10.99.0.2:$port --seconds 10 $2 >"$RUN/srv.out" 2>&1 &
-	spid=$!
-	sleep 0.5
-	out=$(timeout 15 ip netns exec "$NAME-h0" env VIADUCT_SOCKET="$RUN/h0/viaductd.sock" $NB \
-		"$BIN/xdp_pingpong" client --local 10.99.0.1:7001 --peer 10.99.0.2:$port --iters 3000 --warmup 100 \
-		--seconds 10 $3 2>"$RUN/cli.err")
-	rc=$?
-	wait $spid
-	json=$(echo "$out" | grep '^{')
-	if [ $rc -ne 0 ] || ! echo "$json" | grep -q '"n":3000,"lost":0' || grep -q 'malformed [1-9]' "$RUN/srv.out" "$RUN/cli.err"; then
-		echo "FAIL $1: rc=$rc $json"
-		cat "$RUN/srv.out" "$RUN/cli.err"
-		fail=1
+	srv=${srv//PORT/$port} cli=${cli//PORT/$port}
+	on h1 $srv >"$tmp/srv" 2>&1 &
+	local spid=$!
+	sleep 0.3
+	timeout 30 "$V" lab exec --name "$LAB" h0 -- setpriv --reuid 65534 --regid 65534 --init-groups \
+		$cli >"$tmp/cli" 2>&1
+	local crc=$?
+	wait "$spid"
+	local src=$?
+	if [ "$crc" -eq 0 ] && [ "$src" -eq 0 ]; then
+		ok "$name: $(tail -n 1 "$tmp/cli")"
 	else
-		echo "ok   $1: $json"
+		ko "$name (client rc $crc, server rc $src)"
+		sed 's/^/    cli: /' "$tmp/cli"; sed 's/^/    srv: /' "$tmp/srv"
 	fi
 }
 
-case_run direct-busy "--rx direct" "--rx direct"
-case_run steered-busy "--rx steered" "--rx steered"
-case_run direct-blocking "--rx direct --wait" "--rx direct --wait"
-case_run steered-blocking "--rx steered --wait" "--rx steered --wait"
-case_run interop-xdp-to-kernel "--backend kudp" "--rx direct"
-case_run interop-kernel-to-xdp-direct "--rx direct" "--backend kudp"
-case_run interop-kernel-to-xdp-steered "--rx steered" "--backend kudp"
-exit $fail
+N=2000
+pair "direct <-> direct, 64 B, busy-poll" \
+	"$PEER echo --backend xdp --mode direct --local $H1:PORT --count $N --busy" \
+	"$PEER ping --backend xdp --mode direct --peer $H1:PORT --count $N --size 64 --busy"
+pair "steered <-> steered, 1472 B, blocking" \
+	"$PEER echo --backend xdp --mode steered --local $H1:PORT --count 500" \
+	"$PEER ping --backend xdp --mode steered --peer $H1:PORT --count 500 --size 1472"
+pair "steered client -> direct server, 1 B" \
+	"$PEER echo --backend xdp --mode direct --local $H1:PORT --count 500" \
+	"$PEER ping --backend xdp --mode steered --peer $H1:PORT --count 500 --size 4"
+pair "udp backend -> xdp server" \
+	"$PEER echo --backend xdp --local $H1:PORT --count 500" \
+	"$PEER ping --backend udp --local $H0:0 --peer $H1:PORT --count 500 --size 1000"
+pair "xdp client -> udp backend server" \
+	"$PEER echo --backend udp --local $H1:PORT --count 500" \
+	"$PEER ping --backend xdp --peer $H1:PORT --count 500 --size 1000"
+
+# A plain kernel UDP socket, no viaduct code at all, on the other side.
+cat >"$tmp/kecho.py" <<'PY'
+import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind((sys.argv[1],int(sys.argv[2]))); s.settimeout(10)
+for _ in range(int(sys.argv[3])):
+    d,a=s.recvfrom(9000); s.sendto(d,a)
+PY
+cat >"$tmp/kping.py" <<'PY'
+import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(0.2); peer=(sys.argv[1],int(sys.argv[2]))
+for i in range(int(sys.argv[3])):
+    m=i.to_bytes(4,"little")+bytes((i*31+j*7)&255 for j in range(4,int(sys.argv[4])))
+    for _ in range(50):
+        s.sendto(m,peer)
+        try:
+            d,_a=s.recvfrom(9000)
+            if d[:4]==m[:4]: break
+        except socket.timeout: continue
+    else: sys.exit("no echo for %d"%i)
+    if d!=m: sys.exit("bad echo for %d"%i)
+print("kernel ping ok")
+PY
+pair "kernel UDP socket -> xdp direct server" \
+	"$PEER echo --backend xdp --mode direct --local $H1:PORT --count 300" \
+	"/usr/bin/python3 $tmp/kping.py $H1 PORT 300 900"
+pair "kernel UDP socket -> xdp steered server" \
+	"$PEER echo --backend xdp --mode steered --local $H1:PORT --count 300" \
+	"/usr/bin/python3 $tmp/kping.py $H1 PORT 300 1472"
+pair "xdp client -> kernel UDP socket" \
+	"/usr/bin/python3 $tmp/kecho.py $H1 PORT 300" \
+	"$PEER ping --backend xdp --peer $H1:PORT --count 300 --size 1200"
+
+# Ownership shown by stat, then reclaim after kill -9.
+on h1 "$PEER" hold --backend xdp --local $H1:7999 --timeout-ms 20000 >"$tmp/hold" 2>&1 &
+hpid=$!
+for _ in $(seq 50); do grep -q xdp "$tmp/hold" && break; sleep 0.1; done
+"$V" lab exec --name "$LAB" h1 -- "$V" stat --json >"$tmp/stat1" 2>&1
+grep -q '"port": *7999' "$tmp/stat1" && grep -q '"uid": *65534' "$tmp/stat1" &&
+	ok "stat shows the endpoint on :7999 owned by uid 65534" || { ko "stat shows the endpoint"; cat "$tmp/stat1"; }
+# The port is the endpoint's: a kernel socket in the same host cannot take it.
+"$V" lab exec --name "$LAB" h1 -- /usr/bin/python3 -c "import socket; socket.socket(2,2).bind(('$H1',7999))" 2>/dev/null &&
+	ko "kernel bind of an owned port refused" || ok "kernel bind of an owned port refused"
+# kill -9 the process itself (setpriv execs it, lab exec execs ip netns exec which execs setpriv).
+pkill -9 -f "nic_peer hold --backend xdp --local $H1:7999"
+wait "$hpid" 2>/dev/null
+sleep 0.3
+"$V" lab exec --name "$LAB" h1 -- "$V" stat --json >"$tmp/stat2" 2>&1
+grep -q '"port": *7999' "$tmp/stat2" && ko "endpoint reclaimed after kill -9" || ok "endpoint reclaimed after kill -9"
+"$V" lab exec --name "$LAB" h1 -- /usr/bin/python3 -c "import socket; socket.socket(2,2).bind(('$H1',7999))" &&
+	ok "port reusable by the kernel after kill -9" || ko "port reusable by the kernel after kill -9"
+pair "port reusable by a new endpoint after kill -9" \
+	"$PEER echo --backend xdp --local $H1:7999 --count 10" \
+	"$PEER ping --backend xdp --peer $H1:7999 --count 10 --size 64"
+
+rm -rf "$tmp"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
