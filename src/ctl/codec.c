@@ -94,6 +94,9 @@ static int check_ep_open_rep(const struct vd_ctl_ep_open_rep *r, uint32_t nfds)
 		return -EBADMSG;
 	if (nfds != VD_CTL_MAX_FDS)
 		return -EBADMSG;
+	if (r->tx_meta_len % 8 || r->tx_meta_len > 256 || (r->tx_offloads & ~VD_CTL_TXO_CSUM) ||
+	    (r->tx_offloads && !r->tx_meta_len))
+		return -EBADMSG;
 	return 0;
 }
 

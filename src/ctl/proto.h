@@ -103,7 +103,11 @@ struct vd_ctl_ep_open_rep {
 	uint32_t rx_ring, tx_ring, fill_ring, comp_ring; /* ring sizes, entries */
 	uint32_t steer_ring_bytes;    /* data size of the steering ring (0 if none) */
 	uint32_t stats_bytes;         /* size of the stats memfd */
+	uint32_t tx_meta_len;         /* AF_XDP TX metadata bytes before each TX packet (0: none) */
+	uint32_t tx_offloads;         /* VD_CTL_TXO_*: what that metadata can ask of the device */
 };
+/* The device completes the UDP checksum (struct xsk_tx_metadata, XDP_TXMD_FLAGS_CHECKSUM). */
+#define VD_CTL_TXO_CSUM 1u
 
 /* The per-endpoint page shared with the daemon (stats memfd): counters only the library knows. */
 struct vd_ctl_ep_shared {

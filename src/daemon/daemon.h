@@ -119,6 +119,7 @@ struct vd_ep {
 	size_t umem_len;
 	struct vd_ctl_ep_shared *shared;
 	struct vd_port *port;
+	uint32_t tx_meta_len;       /* AF_XDP TX metadata registered with the UMEM (0: kernel has none) */
 	bool in_ports_map, in_xsks_map, in_rings_map;
 };
 void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_req *req);

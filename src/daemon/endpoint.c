@@ -33,6 +33,22 @@
 
 #define VD_EP_FRAME_SIZE 4096u /* holds a frame of MTU ~3500 plus headroom; a page, so no frame spans two */
 
+/*
+ * AF_XDP TX metadata (Linux 6.8+, Documentation/networking/xsk-tx-metadata.rst). Debian 12's uapi headers
+ * predate it, so the ABI pieces are spelled out here: the UMEM registration grew tx_metadata_len into what
+ * was padding after `flags`, and the flag below tells the kernel to read it.
+ */
+#define VD_XDP_UMEM_TX_METADATA_LEN (1u << 2)
+#define VD_XSK_TX_METADATA_LEN 16u /* sizeof(struct xsk_tx_metadata) */
+struct vd_xdp_umem_reg_v3 {
+	uint64_t addr;
+	uint64_t len;
+	uint32_t chunk_size;
+	uint32_t headroom;
+	uint32_t flags;
+	uint32_t tx_metadata_len;
+};
+
 static struct vd_ep *eps[VD_BPF_MAX_EPS];
 
 struct vd_ep *vd__ep_at(unsigned id)
@@ -63,15 +79,35 @@ static int memfd_sealed(const char *name, size_t len)
 	return fd;
 }
 
-/* Creates an XSK on the endpoint's UMEM and binds it to (ifindex, queue). Returns the fd or -errno. */
-static int xsk_create(const struct vd_ep *ep, const struct ep_geom *g, uint32_t queue)
+/*
+ * Registers the endpoint's UMEM on a fresh XSK, with room for TX metadata where the kernel knows it (the
+ * library then asks the device to complete UDP checksums, as the kernel's own UDP does) and without on
+ * older kernels, which reject the unknown flag with EINVAL.
+ */
+static int umem_register(int fd, struct vd_ep *ep)
 {
-	struct xdp_umem_reg mr = {
+	struct vd_xdp_umem_reg_v3 mr = {
 		.addr = (uintptr_t)ep->umem,
 		.len = ep->umem_len,
 		.chunk_size = VD_EP_FRAME_SIZE,
 		.headroom = 0,
+		.flags = VD_XDP_UMEM_TX_METADATA_LEN,
+		.tx_metadata_len = VD_XSK_TX_METADATA_LEN,
 	};
+	ep->tx_meta_len = VD_XSK_TX_METADATA_LEN;
+	if (setsockopt(fd, SOL_XDP, XDP_UMEM_REG, &mr, sizeof(mr)) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return -errno;
+	mr.flags = 0;
+	mr.tx_metadata_len = 0;
+	ep->tx_meta_len = 0;
+	return setsockopt(fd, SOL_XDP, XDP_UMEM_REG, &mr, sizeof(mr)) ? -errno : 0;
+}
+
+/* Creates an XSK on the endpoint's UMEM and binds it to (ifindex, queue). Returns the fd or -errno. */
+static int xsk_create(struct vd_ep *ep, const struct ep_geom *g, uint32_t queue)
+{
 	struct sockaddr_xdp sx = {
 		.sxdp_family = AF_XDP,
 		/* Copy mode works on every driver; need-wakeup lets the library skip syscalls when idle. */
@@ -84,8 +120,12 @@ static int xsk_create(const struct vd_ep *ep, const struct ep_geom *g, uint32_t 
 	fd = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (setsockopt(fd, SOL_XDP, XDP_UMEM_REG, &mr, sizeof(mr)) ||
-	    setsockopt(fd, SOL_XDP, XDP_UMEM_FILL_RING, &g->fill_ring, sizeof(g->fill_ring)) ||
+	err = umem_register(fd, ep);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	if (setsockopt(fd, SOL_XDP, XDP_UMEM_FILL_RING, &g->fill_ring, sizeof(g->fill_ring)) ||
 	    setsockopt(fd, SOL_XDP, XDP_UMEM_COMPLETION_RING, &g->comp_ring, sizeof(g->comp_ring)) ||
 	    (g->rx_ring && setsockopt(fd, SOL_XDP, XDP_RX_RING, &g->rx_ring, sizeof(g->rx_ring))) ||
 	    setsockopt(fd, SOL_XDP, XDP_TX_RING, &g->tx_ring, sizeof(g->tx_ring)) ||
@@ -329,6 +369,8 @@ void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_re
 	rep.comp_ring = g.comp_ring;
 	rep.steer_ring_bytes = req->steer_ring_bytes ? req->steer_ring_bytes : VD_CTL_STEER_RING_DEFAULT;
 	rep.stats_bytes = (uint32_t)sysconf(_SC_PAGESIZE);
+	rep.tx_meta_len = ep->tx_meta_len;
+	rep.tx_offloads = ep->tx_meta_len ? VD_CTL_TXO_CSUM : 0;
 	int fds[VD_CTL_MAX_FDS] = { ep->umem_fd, ep->xsk_fd, ep->ring_fd, ep->stats_fd };
 	err = vd__conn_reply(c, VD_CTL_EP_OPEN, seq, 0, &rep, sizeof(rep), fds, VD_CTL_MAX_FDS, NULL);
 	if (err) {
@@ -339,8 +381,9 @@ void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_re
 	}
 	char ip[INET_ADDRSTRLEN];
 	inet_ntop(AF_INET, &ep->ip_be, ip, sizeof(ip));
-	vd__info("ep %u opened: pid %d uid %u %s %s:%u queue %u %s", ep->id, (int)ep->pid, (unsigned)ep->uid,
-		 ifc->name, ip, ntohs(ep->port_be), ep->queue, ep->rx_mode == VD_CTL_RX_DIRECT ? "direct" : "steered");
+	vd__info("ep %u opened: pid %d uid %u %s %s:%u queue %u %s%s", ep->id, (int)ep->pid, (unsigned)ep->uid,
+		 ifc->name, ip, ntohs(ep->port_be), ep->queue, ep->rx_mode == VD_CTL_RX_DIRECT ? "direct" : "steered",
+		 ep->tx_meta_len ? ", tx checksum offload" : "");
 	return;
 #undef FAIL
 

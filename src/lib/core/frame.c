@@ -188,7 +188,7 @@ int vd__frame_parse_udp(const void *frame, size_t len, struct vd__udp_view *out)
  * Returns 0 without writing anything when payload_len does not fit an IPv4 datagram (a caller bug: the
  * nic layer never lets a payload exceed the MTU).
  */
-size_t vd__frame_build_udp(void *frame, const struct vd__udp_tmpl *t, size_t payload_len, int udp_csum)
+size_t vd__frame_build_udp(void *frame, const struct vd__udp_tmpl *t, size_t payload_len, enum vd__udp_csum csum)
 {
 	if (payload_len > IPV4_MAX_TOTAL_LEN - VD_IPV4_HLEN - VD_UDP_HLEN)
 		return 0;
@@ -224,7 +224,11 @@ size_t vd__frame_build_udp(void *frame, const struct vd__udp_tmpl *t, size_t pay
 	memcpy(udp + 2, &t->dst_port_be, 2);
 	wr_be16(udp + 4, udp_len);
 	udp[6] = udp[7] = 0;
-	if (udp_csum) {
+	if (csum == VD_UDP_CSUM_PARTIAL) {
+		/* The device sums from the UDP header on and adds this; ~fold gives the uncomplemented sum. */
+		uint16_t c = (uint16_t)~vd__csum_fold(udp_pseudo_sum(t->src_ip_be, t->dst_ip_be, htons(udp_len)));
+		memcpy(udp + 6, &c, 2);
+	} else if (csum == VD_UDP_CSUM_FULL) {
 		uint32_t pseudo = udp_pseudo_sum(t->src_ip_be, t->dst_ip_be, htons(udp_len));
 		uint16_t c = vd__csum_fold(vd__csum_partial(udp, udp_len, pseudo));
 		/* RFC 768: a computed checksum of zero is sent as all ones; zero would mean "none". */

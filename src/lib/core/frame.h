@@ -41,12 +41,24 @@ struct vd__udp_tmpl {
 	uint16_t src_port_be, dst_port_be;
 };
 
+/* What goes into the UDP checksum field of a built frame. */
+enum vd__udp_csum {
+	VD_UDP_CSUM_NONE,    /* zero: "no checksum" (RFC 768) */
+	VD_UDP_CSUM_FULL,    /* computed over pseudo-header, header and payload */
+	VD_UDP_CSUM_PARTIAL, /* only the folded pseudo-header sum: the device completes it (TX offload, the
+			      * CHECKSUM_PARTIAL contract of Linux and of AF_XDP TX metadata) */
+};
+
 /*
  * Writes the 42 bytes of headers in front of a payload of payload_len bytes that is already at
- * frame + VD_FRAME_HDR_LEN; computes the IPv4 header checksum and, if udp_csum, the UDP checksum.
+ * frame + VD_FRAME_HDR_LEN; computes the IPv4 header checksum and fills the UDP checksum as asked.
  * Returns the frame length.
  */
-size_t vd__frame_build_udp(void *frame, const struct vd__udp_tmpl *t, size_t payload_len, int udp_csum);
+size_t vd__frame_build_udp(void *frame, const struct vd__udp_tmpl *t, size_t payload_len, enum vd__udp_csum csum);
+
+/* Offset of the UDP checksum's coverage and of the field within it, for a device completing it. */
+#define VD_FRAME_UDP_OFF (VD_ETH_HLEN + VD_IPV4_HLEN)
+#define VD_FRAME_UDP_CSUM_OFF 6
 
 /* RFC 1071 sum helpers. */
 uint32_t vd__csum_partial(const void *data, size_t len, uint32_t sum);

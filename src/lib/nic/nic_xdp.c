@@ -44,6 +44,22 @@
 #define XDP_FLUSH_KICKS 64                          /* doorbells per flush at most (32 frames each) */
 #define XDP_COMP_LOW 64                             /* tx_alloc reclaims when fewer frames are free */
 
+/*
+ * AF_XDP TX metadata (Documentation/networking/xsk-tx-metadata.rst; newer than Debian 12's uapi headers):
+ * a descriptor with option XDP_TX_METADATA has a struct xsk_tx_metadata just before its packet, and with
+ * XDP_TXMD_FLAGS_CHECKSUM the device sums from csum_start and stores the result at csum_offset past it,
+ * the packet holding the pseudo-header sum there meanwhile (Linux's CHECKSUM_PARTIAL contract).
+ */
+#define XDP_OPT_TX_METADATA (1u << 1)
+#define XDP_TXMD_CHECKSUM (1ull << 1)
+struct xdp_tx_meta {
+	uint64_t flags;
+	uint16_t csum_start;
+	uint16_t csum_offset;
+	uint32_t _pad;
+};
+#define XDP_TX_PKT_OFF 64 /* TX packets start here in their frame: room for the metadata, cache aligned */
+
 struct xdp_map {
 	void *addr;
 	size_t len;
@@ -71,6 +87,8 @@ struct xdp_nic {
 	uint8_t *umem;
 	uint64_t umem_size;
 	uint32_t frame_size, rx_frames, umem_frames, tx_cap;
+	uint32_t tx_off;            /* packet offset in a TX frame */
+	bool tx_csum_offload;       /* the device completes UDP checksums (TX metadata) */
 	uint32_t ifindex;
 
 	struct vd_ctl_ep_shared *shared;
@@ -288,7 +306,7 @@ static int xdp_tx_alloc(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 	unsigned k = n < x->tx_free_n ? n : x->tx_free_n;
 	for (unsigned i = 0; i < k; i++) {
 		uint64_t addr = x->tx_free[--x->tx_free_n];
-		f[i].data = x->umem + addr + VD_FRAME_HDR_LEN;
+		f[i].data = x->umem + addr + x->tx_off + VD_FRAME_HDR_LEN;
 		f[i].len = x->tx_cap;
 		f[i].cookie = addr;
 	}
@@ -383,9 +401,19 @@ static int xdp_tx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 		t.dst_ip_be = f[i].peer.ip;
 		t.dst_port_be = f[i].peer.port;
 		struct xdp_desc *d = vd__xsk_ring_desc(&x->tx, idx + queued++);
-		d->addr = addr;
-		d->len = (uint32_t)vd__frame_build_udp(x->umem + addr, &t, f[i].len, 1);
-		d->options = 0;
+		uint8_t *pkt = x->umem + addr + x->tx_off;
+		d->addr = addr + x->tx_off;
+		if (x->tx_csum_offload) {
+			struct xdp_tx_meta m = { .flags = XDP_TXMD_CHECKSUM,
+						 .csum_start = VD_FRAME_UDP_OFF,
+						 .csum_offset = VD_FRAME_UDP_CSUM_OFF };
+			memcpy(pkt - sizeof(m), &m, sizeof(m));
+			d->len = (uint32_t)vd__frame_build_udp(pkt, &t, f[i].len, VD_UDP_CSUM_PARTIAL);
+			d->options = XDP_OPT_TX_METADATA;
+		} else {
+			d->len = (uint32_t)vd__frame_build_udp(pkt, &t, f[i].len, VD_UDP_CSUM_FULL);
+			d->options = 0;
+		}
 		bytes += f[i].len;
 	}
 	vd__xsk_prod_cancel(&x->tx, res - queued); /* slots of dropped frames */
@@ -613,7 +641,12 @@ static int xdp_setup(struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
 	x->nic.local.port = r->port_be;
 	x->nic.max_payload = r->mtu - VD_IPV4_HLEN - VD_UDP_HLEN;
 	x->nic.rx_mode = x->direct ? VD_RX_DIRECT : VD_RX_STEERED;
-	x->tx_cap = r->frame_size - VD_FRAME_HDR_LEN;
+	/* Offloading the UDP checksum saves summing every byte sent (about 0.1 us per 1.5 KB frame here); a
+	 * veth never completes it, and receivers accept that form (see vd__frame_parse_udp). */
+	x->tx_csum_offload = (r->tx_offloads & VD_CTL_TXO_CSUM) && r->tx_meta_len >= sizeof(struct xdp_tx_meta) &&
+			     r->tx_meta_len <= XDP_TX_PKT_OFF;
+	x->tx_off = x->tx_csum_offload ? XDP_TX_PKT_OFF : 0;
+	x->tx_cap = r->frame_size - x->tx_off - VD_FRAME_HDR_LEN;
 	if (x->tx_cap > x->nic.max_payload)
 		x->tx_cap = x->nic.max_payload;
 	memcpy(x->tmpl.src_mac, r->mac, 6);
