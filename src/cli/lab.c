@@ -8,13 +8,19 @@
  *   N > 2                    NAME-sw holds bridge br0; host i's eth0 is paired with port hI of br0
  *   ref0 (h0 <-> h1 only)    a second veth pair, 10.98.0.1/24 and 10.98.0.2/24, same MTU and queues and no
  *                            viaductd: the link the benchmarks measure their references on
+ *   --netem (any N)          every host's eth0 is paired with port pI in NAME-sw, and ref0 of h0/h1 with
+ *                            ports r0/r1; no bridge: the impairment relay (`viaduct lab relay`, relay.c)
+ *                            forwards between p0..pN-1 and between r0 and r1, impairing every frame. This
+ *                            kernel has no sch_netem, and a qdisc would not see AF_XDP traffic anyway
+ *                            (copy-mode TX skips the qdisc layer, XDP RX runs before tc). Without --netem
+ *                            the links are the plain ones above, so benchmarks never pay for the relay.
  *
  * Every veth end has --queues RX and TX queues and --mtu. The veths are created directly inside their
  * namespaces (the netlink request names the target namespace of each end), so no interface ever exists in
  * the root namespace and two labs never collide on an interface name.
  *
  * viaductd runs in each host (the command line agreed in docs/design.md), its files in
- * /run/viaduct/lab/NAME-hI/. Everything is done by running `ip` and `tc` with argv arrays (no shell); a
+ * /run/viaduct/lab/NAME-hI/. Everything is done by running `ip` with argv arrays (no shell); a
  * failed step prints the command that failed, and a failed `up` removes what it had made.
  *
  * `down` needs nothing but the names: it works after anything inside crashed, and on a lab that is half
@@ -42,7 +48,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+
 #include "cli/cli.h"
+#include "cli/netem_args.h"
+#include "cli/relay.h"
 #include "cli/run_cmd.h"
 #include "ctl/proto.h"
 
@@ -51,17 +62,18 @@
 #define LAB_NAME_MAX 8
 #define LAB_MAX_HOSTS 64
 #define LAB_MAX_QUEUES 64
-#define LAB_MAX_NETEM_ARGS 32
 #define LAB_DAEMON_START_MS 15000
 #define LAB_STOP_WAIT_MS 2000
 #define LAB_CARRIER_WAIT_MS 3000
+#define LAB_RELAY_START_MS 5000
 
 struct lab {
 	char name[LAB_NAME_MAX + 1];
 	unsigned hosts;
 	unsigned mtu;
 	unsigned queues;
-	const char *netem;   /* netem arguments, NULL for none */
+	const char *netem;   /* netem arguments, NULL for none: then no relay */
+	struct vd__netem ne; /* netem parsed (by cmd_up, before anything is made) */
 	const char *group;   /* --group for viaductd, NULL for its default */
 	int daemon;          /* start viaductd in each host */
 };
@@ -185,11 +197,15 @@ static int wait_gone(pid_t pid, int ms)
 	return r > 0 ? 0 : -ETIMEDOUT;
 }
 
-/* SIGTERM to the host's viaductd (found by pidfile, and only if it is inside ns), SIGKILL after 2 s. */
-static void stop_daemon(const char *ns, const struct stat *ns_st)
+/*
+ * SIGTERM to the process named by pidfile file of ns (viaductd in a host, the relay in the switch), and
+ * only if it is inside ns; SIGKILL after 2 s. SIGTERM first lets viaductd detach its XDP program and the
+ * relay log its counters.
+ */
+static void stop_pidfile(const char *ns, const struct stat *ns_st, const char *file)
 {
 	char p[PATH_MAX];
-	run_path(p, sizeof(p), ns, "viaductd.pid");
+	run_path(p, sizeof(p), ns, file);
 	FILE *f = fopen(p, "r");
 	if (!f)
 		return;
@@ -200,7 +216,7 @@ static void stop_daemon(const char *ns, const struct stat *ns_st)
 	if (!ok || pid <= 1 || !pid_in_ns(pid, ns_st))
 		return;
 	if (kill(pid, SIGTERM) == 0 && wait_gone(pid, LAB_STOP_WAIT_MS) == -ETIMEDOUT) {
-		fprintf(stderr, "viaduct lab: viaductd %d in %s did not stop in %d ms: killing it\n", pid, ns,
+		fprintf(stderr, "viaduct lab: %s %d in %s did not stop in %d ms: killing it\n", file, pid, ns,
 			LAB_STOP_WAIT_MS);
 		kill(pid, SIGKILL);
 		wait_gone(pid, LAB_STOP_WAIT_MS);
@@ -254,7 +270,8 @@ static void teardown_ns(const char *ns, void *arg)
 	struct stat ns_st;
 	snprintf(p, sizeof(p), "%s/%s", LAB_NETNS_DIR, ns);
 	if (stat(p, &ns_st) == 0) {
-		stop_daemon(ns, &ns_st);
+		stop_pidfile(ns, &ns_st, "viaductd.pid");
+		stop_pidfile(ns, &ns_st, "relay.pid");
 		kill_ns_pids(ns, &ns_st);
 	}
 	RUN("ip", "netns", "delete", (char *)ns);
@@ -362,11 +379,35 @@ static int attach_to_switch(const struct lab *l, unsigned i)
 	return RUN("ip", "-n", sw, "link", "set", port, "up");
 }
 
+/*
+ * The --netem topology: host i's eth0 <-> port pI of NAME-sw, ref0 of h0/h1 <-> r0/r1, every switch port
+ * up and in no bridge (the relay forwards).
+ */
+static int make_relay_links(const struct lab *l)
+{
+	char sw[32], ns[32], port[16];
+	switch_ns(sw, sizeof(sw), l->name);
+	if (make_ns(sw))
+		return -1;
+	for (unsigned i = 0; i < l->hosts + 2; i++) {
+		int ref = i >= l->hosts;
+		unsigned h = ref ? i - l->hosts : i;
+		host_ns(ns, sizeof(ns), l->name, h);
+		snprintf(port, sizeof(port), "%c%u", ref ? 'r' : 'p', h);
+		if (make_veth(l, ns, ref ? "ref0" : "eth0", sw, port) ||
+		    RUN("ip", "-n", sw, "link", "set", port, "up"))
+			return -1;
+	}
+	return 0;
+}
+
 static int make_links(const struct lab *l)
 {
 	char h0[32], h1[32];
 	host_ns(h0, sizeof(h0), l->name, 0);
 	host_ns(h1, sizeof(h1), l->name, 1);
+	if (l->netem)
+		return make_relay_links(l);
 	if (l->hosts == 2) {
 		if (make_veth(l, h0, "eth0", h1, "eth0"))
 			return -1;
@@ -404,47 +445,97 @@ static int address_hosts(const struct lab *l)
 	return 0;
 }
 
-/* tc qdisc add dev IF root netem ARGS..., the netem string split on blanks (no shell, no quoting). */
-static int netem_on(const struct lab *l, const char *ns, const char *ifname)
+/*
+ * Turns TX checksum offload off on ifname in ns (ETHTOOL_STXCSUM; TSO, which needs it, goes with it).
+ * Through the relay a frame is read by a packet socket and sent again as plain bytes: a frame the host
+ * left with CHECKSUM_PARTIAL would arrive with its checksum never filled in, and a GSO super-packet
+ * would exceed the MTU. With offload off every frame leaves the host whole and MTU-sized; what the relay
+ * sends arrives without checksum state, so the receiver verifies it and drops a corrupted frame, as after
+ * a real wire.
+ */
+static int tx_csum_off(const char *ns, const char *ifname)
 {
-	char *argv[12 + LAB_MAX_NETEM_ARGS + 1];
-	char copy[512];
-	unsigned n = 0;
-
-	snprintf(copy, sizeof(copy), "%s", l->netem);
-	char *fixed[] = { "tc", "-n", (char *)ns, "qdisc", "add", "dev", (char *)ifname, "root", "netem" };
-	for (unsigned i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-		argv[n++] = fixed[i];
-	char *save = NULL;
-	for (char *t = strtok_r(copy, " \t\n", &save); t; t = strtok_r(NULL, " \t\n", &save)) {
-		if (n >= sizeof(argv) / sizeof(argv[0]) - 1) {
-			fprintf(stderr, "viaduct lab: --netem: more than %d arguments\n", LAB_MAX_NETEM_ARGS);
-			return -1;
-		}
-		argv[n++] = t;
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/%s", LAB_NETNS_DIR, ns);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		int nsfd = open(p, O_RDONLY | O_CLOEXEC);
+		if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) < 0)
+			_exit(1);
+		int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		struct ethtool_value v = { .cmd = ETHTOOL_STXCSUM, .data = 0 };
+		struct ifreq r = { 0 };
+		snprintf(r.ifr_name, sizeof(r.ifr_name), "%s", ifname);
+		r.ifr_data = (char *)&v;
+		_exit(s >= 0 && ioctl(s, SIOCETHTOOL, &r) == 0 ? 0 : 1);
 	}
-	argv[n] = NULL;
-	if (run(argv)) {
-		fprintf(stderr, "viaduct lab: (netem needs the kernel's sch_netem, CONFIG_NET_SCH_NETEM)\n");
-		return -1;
-	}
-	return 0;
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	fprintf(stderr, "viaduct lab: cannot turn TX checksum offload off on %s in %s\n", ifname, ns);
+	return -1;
 }
 
-/*
- * netem on the egress of every host's eth0 and of both ref0 ends, so each direction of every path sees
- * it once and the references see the same link as viaduct. Frames sent through an AF_XDP socket in copy
- * mode skip the qdisc layer, so this impairs kernel traffic only (see docs/design.md).
- */
-static int apply_netem(const struct lab *l)
+/* The relay's log: its start-up line, its errors and its counters (SIGUSR1, exit). */
+static int open_log(const char *path)
 {
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd < 0)
+		fprintf(stderr, "viaduct lab: %s: %s\n", path, strerror(errno));
+	return fd;
+}
+
+static void print_log_tail(const char *path);
+
+/*
+ * With --netem: host offloads off, then `viaduct lab relay --daemon` inside NAME-sw (this same binary),
+ * which returns once every port's socket is open; its pid in /run/viaduct/lab/NAME-sw/relay.pid.
+ */
+static int start_relay(const struct lab *l)
+{
+	char sw[32], dir[PATH_MAX], pid[PATH_MAX], log[PATH_MAX], seed[32], cmd[1024];
+	char ports[LAB_MAX_HOSTS * 5], self[PATH_MAX];
+
 	if (!l->netem)
 		return 0;
 	for (unsigned i = 0; i < l->hosts; i++) {
 		char ns[32];
 		host_ns(ns, sizeof(ns), l->name, i);
-		if (netem_on(l, ns, "eth0") || (i < 2 && netem_on(l, ns, "ref0")))
+		if (tx_csum_off(ns, "eth0") || (i < 2 && tx_csum_off(ns, "ref0")))
 			return -1;
+	}
+	switch_ns(sw, sizeof(sw), l->name);
+	run_path(dir, sizeof(dir), sw, "");
+	run_path(pid, sizeof(pid), sw, "relay.pid");
+	run_path(log, sizeof(log), sw, "relay.log");
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "viaduct lab: mkdir %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	size_t off = 0;
+	for (unsigned i = 0; i < l->hosts; i++)
+		off += (size_t)snprintf(ports + off, sizeof(ports) - off, "%sp%u", i ? "," : "", i);
+	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)l->ne.seed);
+	snprintf(self, sizeof(self), "%s", vd__cli_self());
+	int logfd = open_log(log);
+	if (logfd < 0)
+		return -1;
+	char *argv[] = { "ip", "netns", "exec", sw, self, "lab", "relay", "--group", ports, "--group", "r0,r1",
+			 "--netem", (char *)l->netem, "--seed", seed, "--pidfile", pid, "--daemon", NULL };
+	struct vd__run_opts o = { .timeout_ms = LAB_RELAY_START_MS, .stderr_fd = logfd };
+	int r = vd__run(argv, &o);
+	close(logfd);
+	if (r != 0) {
+		vd__run_format(argv, cmd, sizeof(cmd));
+		fprintf(stderr, "viaduct lab: the netem relay did not start in %s: `%s` %s %d%s\n", sw, cmd,
+			r > 0 ? "exited with" : "failed:", r > 0 ? r : -r, r > 0 ? "" : " (-errno)");
+		print_log_tail(log);
+		return -1;
 	}
 	return 0;
 }
@@ -611,9 +702,12 @@ static void print_summary(const struct lab *l)
 	printf("lab %s up: %u hosts (", l->name, l->hosts);
 	for (unsigned i = 0; i < l->hosts; i++)
 		printf("%sh%u 10.99.0.%u", i ? ", " : "", i, i + 1);
-	printf("), %s%s%s, mtu %u, %u queues, ref0 10.98.0.1-2%s%s, viaductd %s\n",
-	       l->hosts == 2 ? "point to point" : "bridge in ", l->hosts == 2 ? "" : l->name,
-	       l->hosts == 2 ? "" : "-sw", l->mtu, l->queues, l->netem ? ", netem " : "", l->netem ? l->netem : "",
+	if (l->netem)
+		printf("), netem relay in %s-sw (\"%s\", on eth0 and ref0 links)", l->name, l->netem);
+	else
+		printf("), %s%s%s", l->hosts == 2 ? "point to point" : "bridge in ", l->hosts == 2 ? "" : l->name,
+		       l->hosts == 2 ? "" : "-sw");
+	printf(", mtu %u, %u queues, ref0 10.98.0.1-2, viaductd %s\n", l->mtu, l->queues,
 	       l->daemon ? "running" : "not started");
 }
 
@@ -626,7 +720,7 @@ static int lab_up(const struct lab *l)
 	}
 	int created = 0;
 	if (make_run_dirs() == 0 && make_hosts(l, &created) == 0 && make_links(l) == 0 &&
-	    address_hosts(l) == 0 && wait_links(l) == 0 && apply_netem(l) == 0 && start_daemons(l) == 0) {
+	    address_hosts(l) == 0 && wait_links(l) == 0 && start_relay(l) == 0 && start_daemons(l) == 0) {
 		print_summary(l);
 		return 0;
 	}
@@ -647,6 +741,7 @@ static void usage(FILE *f)
 		"       viaduct lab down [--name NAME]\n"
 		"       viaduct lab exec [--name NAME] hI -- CMD [ARGS...]\n"
 		"       viaduct lab list\n"
+		"       viaduct lab relay ...   (internal: the netem relay that `up --netem` starts)\n"
 		"\n"
 		"Test hosts on this machine (root): network namespaces NAME-h0..NAME-h<N-1> joined by veth\n"
 		"(point to point for 2 hosts, a bridge in NAME-sw for more); eth0 of host i is 10.99.0.<i+1>/24;\n"
@@ -655,7 +750,23 @@ static void usage(FILE *f)
 		"  --hosts N       2..%d, default 2\n"
 		"  --mtu M         MTU of every link, default 1500\n"
 		"  --queues Q      RX and TX queues of every veth, 1..%d, default 4\n"
-		"  --netem ARGS    tc netem arguments for every host's eth0 and ref0, e.g. \"delay 1ms loss 1%%\"\n"
+		"  --netem ARGS    impair every link (each host's eth0, and ref0) in both directions, with\n"
+		"                  tc-netem(8) syntax, e.g. \"delay 1ms 0.2ms loss 1%%\". This kernel has no\n"
+		"                  sch_netem (and a qdisc would not see AF_XDP traffic), so the lab then links\n"
+		"                  every host to NAME-sw, where a userspace relay forwards and impairs each frame\n"
+		"                  once per link crossing (log and counters: /run/viaduct/lab/NAME-sw/relay.log).\n"
+		"                  Host TX checksum offload is turned off so frames cross whole and a corrupted\n"
+		"                  frame fails its checksum at the receiver, as on a wire. ARGS:\n"
+		"                    delay TIME [JITTER]   TIME +- JITTER, uniform (\"distribution uniform\" only)\n"
+		"                    loss [random] PCT     drop PCT%% of frames\n"
+		"                    duplicate PCT         send PCT%% twice (the copy impaired on its own)\n"
+		"                    corrupt PCT           flip one random bit past the Ethernet header of PCT%%\n"
+		"                    reorder PCT           with delay: PCT%% sent at once, the rest delayed\n"
+		"                    limit N               frames held delayed, default 1000, drop-tail beyond\n"
+		"                    seed N                PRNG seed (default fixed: runs are reproducible)\n"
+		"                  TIME: ns|us|ms|s, bare number = ms; PCT: 0..100, optional %%. Correlation\n"
+		"                  values are accepted and ignored (decisions are independent); loss state|gemodel,\n"
+		"                  ecn, gap, rate, slot are refused. Without --netem no relay runs.\n"
 		"  --group GROUP   group allowed on each viaductd's socket (viaductd --group)\n"
 		"  --no-daemon     do not start viaductd\n"
 		"exec runs CMD in host hI with VIADUCT_SOCKET set to that host's viaductd, and exits with its status.\n"
@@ -748,6 +859,14 @@ static int cmd_up(int argc, char **argv, struct lab *l)
 		fprintf(stderr, "viaduct lab up: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	/* Before anything is made: a typo in --netem must not leave half a lab. */
+	char err[256];
+	if (l->netem && vd__netem_parse(l->netem, &l->ne, err, sizeof(err))) {
+		fprintf(stderr, "viaduct lab up: --netem: %s\n", err);
+		return 2;
+	}
+	if (l->netem && l->ne.correlations)
+		fprintf(stderr, "viaduct lab up: --netem: correlation values are ignored (independent decisions)\n");
 	return need_root() ? 1 : lab_up(l);
 }
 
@@ -888,7 +1007,9 @@ static int cmd_list(int argc, char **argv)
 			n++;
 		}
 		if (h == -2) {
-			rows[i].sw = 1;
+			char p[PATH_MAX];
+			run_path(p, sizeof(p), e->d_name, "relay.pid");
+			rows[i].sw = access(p, F_OK) == 0 ? 2 : 1;
 		} else {
 			rows[i].hosts++;
 			rows[i].daemons += (unsigned)daemon_alive(e->d_name);
@@ -901,7 +1022,7 @@ static int cmd_list(int argc, char **argv)
 	printf("%-8s %5s %8s %s\n", "NAME", "HOSTS", "VIADUCTD", "LINKS");
 	for (unsigned i = 0; i < n; i++)
 		printf("%-8s %5u %5u/%-2u %s\n", rows[i].name, rows[i].hosts, rows[i].daemons, rows[i].hosts,
-		       rows[i].sw ? "bridge" : "point to point");
+		       rows[i].sw == 2 ? "netem relay" : rows[i].sw ? "bridge" : "point to point");
 	return 0;
 }
 
@@ -926,6 +1047,8 @@ int vd__cli_lab(int argc, char **argv)
 		return cmd_exec(argc - 1, argv + 1, &l);
 	if (strcmp(action, "list") == 0)
 		return cmd_list(argc - 1, argv + 1);
+	if (strcmp(action, "relay") == 0)
+		return vd__lab_relay(argc - 1, argv + 1);
 	fprintf(stderr, "viaduct lab: unknown action '%s' (up, down, exec, list)\n\n", action);
 	usage(stderr);
 	return 2;
