@@ -2,7 +2,9 @@
 /*
  * nic_peer: one side of a lab test over the frame I/O layer.
  *
- *   nic_peer echo  [common] [--count N]           echo every frame back to its sender, N frames then exit
+ *   nic_peer echo  [common] [--count N] [--idle-ms I]
+ *                                                  echo every frame back to its sender: N frames, or until
+ *                                                  nothing arrived for I ms after the first, then exit 0
  *   nic_peer ping  [common] --peer IP:PORT [--count N] [--size S]
  *                                                  send N numbered frames with a checked pattern, expect
  *                                                  each back intact; exit 0 only if all came back
@@ -29,7 +31,7 @@ struct args {
 	const char *cmd, *peer;
 	struct vd_nic_opts o;
 	unsigned count, size;
-	int timeout_ms;
+	int timeout_ms, idle_ms;
 	int busy;
 };
 
@@ -53,6 +55,7 @@ static int parse(int argc, char **argv, struct args *a)
 		{ "backend", 1, 0, 'b' }, { "local", 1, 0, 'l' },  { "mode", 1, 0, 'm' },
 		{ "queue", 1, 0, 'q' },   { "peer", 1, 0, 'p' },   { "count", 1, 0, 'n' },
 		{ "size", 1, 0, 's' },    { "timeout-ms", 1, 0, 't' }, { "busy", 0, 0, 'B' },
+		{ "idle-ms", 1, 0, 'I' },
 		{ 0, 0, 0, 0 },
 	};
 	if (argc < 2)
@@ -83,6 +86,7 @@ static int parse(int argc, char **argv, struct args *a)
 		case 's': a->size = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 't': a->timeout_ms = atoi(optarg); break;
 		case 'B': a->busy = 1; break;
+		case 'I': a->idle_ms = atoi(optarg); break;
 		default: return usage();
 		}
 	}
@@ -110,14 +114,19 @@ static int do_echo(struct vd_nic *nic, const struct args *a)
 {
 	struct vd_frame rx[BURST], tx[BURST];
 	unsigned echoed = 0;
-	uint64_t deadline = vd_nic_now_ns(nic) + (uint64_t)a->timeout_ms * 1000000u;
+	uint64_t now = vd_nic_now_ns(nic), last = 0;
+	uint64_t deadline = now + (uint64_t)a->timeout_ms * 1000000u;
+	uint64_t idle_ns = (uint64_t)a->idle_ms * 1000000u;
 
-	while (echoed < a->count && vd_nic_now_ns(nic) < deadline) {
+	for (; echoed < a->count && now < deadline; now = vd_nic_now_ns(nic)) {
 		int n = vd_nic_rx_burst(nic, rx, BURST);
 		if (n <= 0) {
+			if (idle_ns && last && now - last > idle_ns)
+				break;
 			idle(nic, a, 10);
 			continue;
 		}
+		last = now;
 		int m = vd_nic_tx_alloc(nic, tx, (unsigned)n);
 		for (int i = 0; i < m; i++) {
 			memcpy(tx[i].data, rx[i].data, rx[i].len);
@@ -131,8 +140,10 @@ static int do_echo(struct vd_nic *nic, const struct args *a)
 		vd_nic_rx_release(nic, rx, (unsigned)n);
 		echoed += (unsigned)(sent > 0 ? sent : 0);
 	}
-	printf("echoed %u\n", echoed);
-	return echoed >= a->count ? 0 : 1;
+	struct vd_nic_stats st;
+	vd_nic_stats(nic, &st);
+	printf("echoed %u malformed %" PRIu64 "\n", echoed, st.rx_malformed);
+	return echoed >= a->count || (idle_ns && echoed) ? 0 : 1;
 }
 
 static int do_ping(struct vd_nic *nic, const struct args *a)
@@ -154,7 +165,7 @@ static int do_ping(struct vd_nic *nic, const struct args *a)
 				resent++;
 			if (vd_nic_send(nic, &peer, buf, a->size) < 0)
 				continue;
-			uint64_t until = vd_nic_now_ns(nic) + 200000000u; /* 200 ms */
+			uint64_t until = vd_nic_now_ns(nic) + 50000000u; /* 50 ms */
 			while (!got && vd_nic_now_ns(nic) < until) {
 				struct vd_frame f[BURST];
 				int n = vd_nic_rx_burst(nic, f, BURST);
@@ -183,8 +194,8 @@ static int do_ping(struct vd_nic *nic, const struct args *a)
 	}
 	struct vd_nic_stats st;
 	vd_nic_stats(nic, &st);
-	printf("ping ok %u/%u bad %u resent %u tx %" PRIu64 " rx %" PRIu64 "\n", ok, a->count, bad, resent,
-	       st.tx_frames, st.rx_frames);
+	printf("ping ok %u/%u bad %u resent %u tx %" PRIu64 " rx %" PRIu64 " malformed %" PRIu64 "\n", ok, a->count,
+	       bad, resent, st.tx_frames, st.rx_frames, st.rx_malformed);
 	return ok == a->count && bad == 0 ? 0 : 1;
 }
 

@@ -123,6 +123,18 @@ pair "port reusable by a new endpoint after kill -9" \
 	"$PEER echo --backend xdp --local $H1:7999 --count 10" \
 	"$PEER ping --backend xdp --peer $H1:7999 --count 10 --size 64"
 
+# Through the impairment relay: corrupted frames must be caught by the UDP checksum (the relay's hosts
+# complete offloaded checksums in software), dropped and counted, never handed to the application.
+"$V" lab down --name "$LAB" >/dev/null
+"$V" lab up --name "$LAB" --group nogroup --netem "loss 3% duplicate 5% corrupt 10% delay 200us" >/dev/null ||
+	{ ko "lab up --netem"; exit 1; }
+pair "direct, netem loss/dup/corrupt: every frame intact" \
+	"$PEER echo --backend xdp --mode direct --local $H1:PORT --count 100000 --idle-ms 1500 --timeout-ms 30000" \
+	"$PEER ping --backend xdp --mode direct --peer $H1:PORT --count 400 --size 1200"
+malformed=$(grep -o 'malformed [0-9]*' "$tmp/cli" "$tmp/srv" | awk '{s += $2} END {print s + 0}')
+[ "$malformed" -gt 0 ] && ok "corrupted frames dropped and counted ($malformed)" ||
+	ko "corrupted frames dropped and counted (none seen)"
+
 rm -rf "$tmp"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
