@@ -70,7 +70,8 @@ static void usage(FILE *f)
 		"  --path P[,P...]    kernel-udp, viaduct-udp, bare-afxdp, viaduct-direct, viaduct-steered (default all)\n"
 		"  --size S[,S...]    Ethernet frame sizes without FCS, >= 64 (default 64,1500)\n"
 		"  --iters N          ping-pong round trips per repetition (default 20000), --warmup N (default 2000)\n"
-		"  --reps R           repetitions; the median is reported (default 3)\n"
+		"  --reps R           repetitions; the median is reported (default 3); with --lab, R rounds that\n"
+		"                     each run every path once, so the machine's slow phases hit all paths alike\n"
 		"  --duration-ms D    stream time per repetition (default 500), --burst B frames per send (default 32)\n"
 		"  --ref-addr ADDR    client: server address on the reference link (default: ADDR)\n"
 		"  --iface IF         viaduct interface (default: the daemon's first)\n"
@@ -358,7 +359,7 @@ static pid_t spawn(char **argv, int out_fd)
 
 /* argv of `viaduct lab exec --name NAME HOST -- viaduct perf frames <side args> <common args>`. */
 static void side_argv(char **v, size_t cap, char store[][32], const struct perf_args *a, const char *host,
-		      int server, const char *path)
+		      int server, const char *path, unsigned reps)
 {
 	const char *self = vd__cli_self();
 	size_t n = 0;
@@ -371,7 +372,7 @@ static void side_argv(char **v, size_t cap, char store[][32], const struct perf_
 	if (a->size_arg)
 		ARG("--size"), ARG(a->size_arg);
 	ARG("--queue"), NUM(a->queue), ARG("--iters"), NUM(a->o.iters), ARG("--warmup"), NUM(a->o.warmup);
-	ARG("--reps"), NUM(a->o.reps), ARG("--duration-ms"), NUM(a->o.duration_ms), ARG("--burst"), NUM(a->o.burst);
+	ARG("--reps"), NUM(reps), ARG("--duration-ms"), NUM(a->o.duration_ms), ARG("--burst"), NUM(a->o.burst);
 	ARG("--idle-ms"), NUM(a->o.idle_ms);
 	/* Two busy-polling sides: one CPU each where there are two. */
 	if (sysconf(_SC_NPROCESSORS_ONLN) >= 2)
@@ -406,15 +407,15 @@ static int reap(pid_t pid, int timeout_ms)
 	return 128;
 }
 
-static int run_lab_path(const struct perf_args *a, enum vd__perf_path p, struct sink *s)
+static int run_lab_path(const struct perf_args *a, enum vd__perf_path p, struct vd__perf_merge *m)
 {
 	char *sv[64], *cv[64], sstore[12][32], cstore[12][32];
 	const char *name = vd__perf_path_name(p);
 	int fds[2], st = 0, rc;
 	pid_t server, client;
 
-	side_argv(sv, 64, sstore, a, "h1", 1, name);
-	side_argv(cv, 64, cstore, a, "h0", 0, name);
+	side_argv(sv, 64, sstore, a, "h1", 1, name, 1);
+	side_argv(cv, 64, cstore, a, "h0", 0, name, 1);
 	if (pipe(fds) < 0)
 		return -errno;
 	fflush(stdout);
@@ -448,7 +449,7 @@ static int run_lab_path(const struct perf_args *a, enum vd__perf_path p, struct 
 
 			while ((nl = strchr(start, '\n'))) {
 				*nl = '\0';
-				sink_line(s, start);
+				vd__perf_merge_add(m, start);
 				start = nl + 1;
 			}
 			have -= (size_t)(start - buf);
@@ -477,19 +478,36 @@ static int run_lab_path(const struct perf_args *a, enum vd__perf_path p, struct 
 	return rc ? -EIO : 0;
 }
 
+static void emit_to_sink(void *ctx, const char *line)
+{
+	sink_line(ctx, line);
+}
+
+/*
+ * --reps rounds, each running every path once with one repetition: the machine's slow phases (a shared VM
+ * varies by tens of percent from second to second) then hit every path alike, and the ratios of the
+ * medians compare like with like.
+ */
 static int run_lab(const struct perf_args *a)
 {
+	struct vd__perf_merge *m = vd__perf_merge_new();
 	struct sink s;
 	int fails = 0;
 
-	if (sink_open(&s, a->o.json) < 0)
+	if (!m || sink_open(&s, a->o.json) < 0) {
+		vd__perf_merge_free(m);
 		return 1;
-	for (unsigned i = 0; i < a->npaths && !vd__perf_stop; i++)
-		if (run_lab_path(a, a->paths[i], &s) < 0) {
-			fprintf(stderr, "viaduct perf: %s failed on lab %s\n", vd__perf_path_name(a->paths[i]), a->lab);
-			fails++;
-		}
+	}
+	for (unsigned r = 0; r < a->o.reps && !vd__perf_stop; r++)
+		for (unsigned i = 0; i < a->npaths && !vd__perf_stop; i++)
+			if (run_lab_path(a, a->paths[i], m) < 0) {
+				fprintf(stderr, "viaduct perf: %s failed on lab %s (round %u)\n",
+					vd__perf_path_name(a->paths[i]), a->lab, r + 1);
+				fails++;
+			}
+	vd__perf_merge_emit(m, emit_to_sink, &s);
 	sink_close(&s);
+	vd__perf_merge_free(m);
 	return fails ? 1 : 0;
 }
 

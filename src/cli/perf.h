@@ -123,5 +123,11 @@ struct vd__perf_table *vd__perf_table_new(void);
 void vd__perf_table_add_line(struct vd__perf_table *t, const char *line);
 void vd__perf_table_print(const struct vd__perf_table *t, FILE *out);
 void vd__perf_table_free(struct vd__perf_table *t);
+/* perf_table.c: medians over rounds of JSON result lines, one line per (bench, path, size). */
+struct vd__perf_merge;
+struct vd__perf_merge *vd__perf_merge_new(void);
+void vd__perf_merge_add(struct vd__perf_merge *m, const char *line);
+void vd__perf_merge_emit(struct vd__perf_merge *m, void (*emit)(void *ctx, const char *line), void *ctx);
+void vd__perf_merge_free(struct vd__perf_merge *m);
 
 #endif

@@ -198,3 +198,133 @@ void vd__perf_table_print(const struct vd__perf_table *t, FILE *out)
 	print_rows(t, out, 0);
 	print_rows(t, out, 1);
 }
+
+/* ---- merging rounds ------------------------------------------------------------------------------- */
+
+/*
+ * `--lab` runs R rounds of every path, one repetition each, so that the slow phases of a shared machine
+ * fall on all paths alike; this folds the rounds' lines into one line per (bench, path, size): string
+ * fields as they were, "reps" the number of rounds, every other number the median over the rounds.
+ */
+#define MERGE_MAX_KEYS 16
+#define MERGE_MAX_LINES 64
+#define MERGE_MAX_ROUNDS 101
+
+struct merge_line {
+	char bench[16], path[24];
+	unsigned size, rounds, nkeys;
+	char key[MERGE_MAX_KEYS][16];
+	double val[MERGE_MAX_KEYS][MERGE_MAX_ROUNDS];
+};
+
+struct vd__perf_merge {
+	struct merge_line lines[MERGE_MAX_LINES];
+	unsigned n;
+};
+
+struct vd__perf_merge *vd__perf_merge_new(void)
+{
+	return calloc(1, sizeof(struct vd__perf_merge));
+}
+
+void vd__perf_merge_free(struct vd__perf_merge *m)
+{
+	free(m);
+}
+
+/* Copies a string value of line's key into out; 0 or -1. */
+static int json_str(const char *line, const char *key, char *out, size_t cap)
+{
+	const char *v = json_val(line, key), *end;
+	if (!v || *v != '"' || !(end = strchr(v + 1, '"')) || (size_t)(end - v - 1) >= cap)
+		return -1;
+	memcpy(out, v + 1, (size_t)(end - v - 1));
+	out[end - v - 1] = '\0';
+	return 0;
+}
+
+void vd__perf_merge_add(struct vd__perf_merge *m, const char *line)
+{
+	char bench[16], path[24];
+	double size;
+	if (json_str(line, "bench", bench, sizeof(bench)) || json_str(line, "path", path, sizeof(path)) ||
+	    json_num(line, "size", &size) < 0)
+		return;
+	struct merge_line *l = NULL;
+	for (unsigned i = 0; i < m->n && !l; i++)
+		if (!strcmp(m->lines[i].bench, bench) && !strcmp(m->lines[i].path, path) &&
+		    m->lines[i].size == (unsigned)size)
+			l = &m->lines[i];
+	if (!l) {
+		if (m->n == MERGE_MAX_LINES)
+			return;
+		l = &m->lines[m->n++];
+		memset(l, 0, sizeof(*l));
+		strcpy(l->bench, bench);
+		strcpy(l->path, path);
+		l->size = (unsigned)size;
+	}
+	if (l->rounds == MERGE_MAX_ROUNDS)
+		return;
+	/* Walk the flat object: every "key": number other than size and reps. */
+	for (const char *p = strchr(line, '"'); p; p = strchr(p, '"')) {
+		const char *end = strchr(p + 1, '"');
+		if (!end)
+			break;
+		char key[16];
+		size_t klen = (size_t)(end - p - 1);
+		const char *v = end + 1;
+		while (*v == ' ')
+			v++;
+		if (*v != ':' || klen == 0 || klen >= sizeof(key)) {
+			p = end + 1;
+			continue;
+		}
+		memcpy(key, p + 1, klen);
+		key[klen] = '\0';
+		double x;
+		char *num_end;
+		for (v++; *v == ' '; v++)
+			;
+		x = strtod(v, &num_end);
+		p = num_end > v ? num_end : v;
+		if (num_end == v || !strcmp(key, "size") || !strcmp(key, "reps"))
+			continue;
+		unsigned k = 0;
+		while (k < l->nkeys && strcmp(l->key[k], key))
+			k++;
+		if (k == l->nkeys) {
+			if (k == MERGE_MAX_KEYS)
+				continue;
+			strcpy(l->key[l->nkeys++], key);
+		}
+		l->val[k][l->rounds] = x;
+	}
+	l->rounds++;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+void vd__perf_merge_emit(struct vd__perf_merge *m, void (*emit)(void *ctx, const char *line), void *ctx)
+{
+	for (unsigned i = 0; i < m->n; i++) {
+		struct merge_line *l = &m->lines[i];
+		char buf[1024];
+		int n = snprintf(buf, sizeof(buf), "{\"bench\":\"%s\",\"path\":\"%s\",\"size\":%u", l->bench, l->path,
+				 l->size);
+		for (unsigned k = 0; k < l->nkeys && n > 0 && (size_t)n < sizeof(buf); k++) {
+			qsort(l->val[k], l->rounds, sizeof(double), cmp_double);
+			double med = l->rounds % 2 ? l->val[k][l->rounds / 2]
+						   : (l->val[k][l->rounds / 2 - 1] + l->val[k][l->rounds / 2]) / 2;
+			n += snprintf(buf + n, sizeof(buf) - (size_t)n, ",\"%s\":%.4g", l->key[k], med);
+		}
+		if (n > 0 && (size_t)n < sizeof(buf)) {
+			snprintf(buf + n, sizeof(buf) - (size_t)n, ",\"reps\":%u}", l->rounds);
+			emit(ctx, buf);
+		}
+	}
+}

@@ -83,6 +83,12 @@ struct xdp_nic {
 	struct vd__udp_tmpl tmpl;   /* our MAC, IP and port; dst filled per frame */
 	uint32_t hot_ip;            /* one-entry neighbour cache in front of the table: the last peer */
 	uint8_t hot_mac[6];
+	struct xdp_hdr_cache {      /* headers of the last frame sent: a stream repeats them exactly */
+		uint32_t ip_be, len;
+		uint16_t port_be;
+		uint8_t mac[6];
+		uint8_t hdr[VD_FRAME_HDR_LEN];
+	} last;
 
 	uint8_t *umem;
 	uint64_t umem_size;
@@ -376,6 +382,31 @@ static bool xdp_is_tx_frame(const struct xdp_nic *x, uint64_t addr)
 }
 
 /*
+ * Writes the headers of a frame whose payload is in place: a copy of the last frame's headers when the
+ * destination and length are the same (the IPv4 and pseudo-header sums depend on nothing else), else built
+ * and remembered. Saves the header build, about 20 ns a frame, on streams and ping-pongs.
+ */
+static uint32_t xdp_write_headers(struct xdp_nic *x, uint8_t *pkt, const struct vd__udp_tmpl *t, uint32_t len)
+{
+	struct xdp_hdr_cache *c = &x->last;
+	if (c->len == len && c->ip_be == t->dst_ip_be && c->port_be == t->dst_port_be &&
+	    memcmp(c->mac, t->dst_mac, 6) == 0) {
+		memcpy(pkt, c->hdr, VD_FRAME_HDR_LEN);
+		if (!x->tx_csum_offload) /* a full checksum covers the payload: compute it afresh */
+			vd__frame_build_udp(pkt, t, len, VD_UDP_CSUM_FULL);
+		return VD_FRAME_HDR_LEN + len;
+	}
+	uint32_t flen = (uint32_t)vd__frame_build_udp(pkt, t, len, x->tx_csum_offload ? VD_UDP_CSUM_PARTIAL
+										       : VD_UDP_CSUM_FULL);
+	c->len = len;
+	c->ip_be = t->dst_ip_be;
+	c->port_be = t->dst_port_be;
+	memcpy(c->mac, t->dst_mac, 6);
+	memcpy(c->hdr, pkt, VD_FRAME_HDR_LEN);
+	return flen;
+}
+
+/*
  * Queues frames on the TX ring. A frame to an address that cannot be resolved is dropped (counted in
  * tx_noneigh) and counts as consumed, as a kernel UDP send to an unreachable neighbour succeeds and the
  * datagram is lost: the caller must not retry it forever.
@@ -403,16 +434,14 @@ static int xdp_tx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 		struct xdp_desc *d = vd__xsk_ring_desc(&x->tx, idx + queued++);
 		uint8_t *pkt = x->umem + addr + x->tx_off;
 		d->addr = addr + x->tx_off;
+		d->len = xdp_write_headers(x, pkt, &t, f[i].len);
+		d->options = 0;
 		if (x->tx_csum_offload) {
 			struct xdp_tx_meta m = { .flags = XDP_TXMD_CHECKSUM,
 						 .csum_start = VD_FRAME_UDP_OFF,
 						 .csum_offset = VD_FRAME_UDP_CSUM_OFF };
 			memcpy(pkt - sizeof(m), &m, sizeof(m));
-			d->len = (uint32_t)vd__frame_build_udp(pkt, &t, f[i].len, VD_UDP_CSUM_PARTIAL);
 			d->options = XDP_OPT_TX_METADATA;
-		} else {
-			d->len = (uint32_t)vd__frame_build_udp(pkt, &t, f[i].len, VD_UDP_CSUM_FULL);
-			d->options = 0;
 		}
 		bytes += f[i].len;
 	}
