@@ -749,7 +749,7 @@ static void usage(FILE *f)
 		"  --name NAME     [A-Za-z0-9]{1,%d}, default vdlab\n"
 		"  --hosts N       2..%d, default 2\n"
 		"  --mtu M         MTU of every link, default 1500\n"
-		"  --queues Q      RX and TX queues of every veth, 1..%d, default 4\n"
+		"  --queues Q      RX and TX queues of every veth, 1..%d, default 8 (each viaduct endpoint owns one queue)\n"
 		"  --netem ARGS    impair every link (each host's eth0, and ref0) in both directions, with\n"
 		"                  tc-netem(8) syntax, e.g. \"delay 1ms 0.2ms loss 1%%\". This kernel has no\n"
 		"                  sch_netem (and a qdisc would not see AF_XDP traffic), so the lab then links\n"
@@ -1028,7 +1028,7 @@ static int cmd_list(int argc, char **argv)
 
 int vd__cli_lab(int argc, char **argv)
 {
-	struct lab l = { .name = "vdlab", .hosts = 2, .mtu = 1500, .queues = 4, .daemon = 1 };
+	struct lab l = { .name = "vdlab", .hosts = 2, .mtu = 1500, .queues = 8, .daemon = 1 };
 
 	if (argc < 2) {
 		usage(stderr);

@@ -243,7 +243,7 @@ static int ep_setup(struct vd_ep *ep, const struct vd_ctl_ep_open_req *req, stru
 		return -errno;
 	}
 
-	*why = "no free queue";
+	*why = "no free queue: every endpoint owns one queue of the interface";
 	err = xsk_bind_some_queue(ep, g, ep->rx_mode == VD_CTL_RX_DIRECT ? req->queue : -1);
 	if (err) {
 		if (err != -EBUSY)
