@@ -120,12 +120,17 @@ struct vd_ep {
 	struct vd_ctl_ep_shared *shared;
 	struct vd_port *port;
 	uint32_t tx_meta_len;       /* AF_XDP TX metadata registered with the UMEM (0: kernel has none) */
+	bool has_ntuple;            /* an ethtool ntuple rule at ntuple_loc steers the flow to our queue */
+	uint32_t ntuple_loc;
 	bool in_ports_map, in_xsks_map, in_rings_map;
 };
 void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_req *req);
 void vd__ep_close_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_close_req *req);
 /* Frees every endpoint of the connection. */
 void vd__ep_reclaim_conn(struct vd_conn *c);
+/* ntuple.c: an ethtool ntuple rule steering UDP to ip:port to a queue; -EOPNOTSUPP where the device has none. */
+int vd__ntuple_add(const char *ifname, uint32_t ip_be, uint16_t port_be, uint32_t queue, uint32_t *loc);
+void vd__ntuple_del(const char *ifname, uint32_t loc);
 /* Iterates the live endpoints (for STAT): NULL past the end. */
 struct vd_ep *vd__ep_at(unsigned id);
 

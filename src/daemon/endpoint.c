@@ -194,6 +194,8 @@ static void ep_free(struct vd_ep *ep)
 		struct vd_bpf_port_key k = { .ip_be = ep->ip_be, .port_be = ep->port_be, .proto = IPPROTO_UDP };
 		bpf_map_delete_elem(ifc->ports_fd, &k);
 	}
+	if (ep->has_ntuple)
+		vd__ntuple_del(ifc->name, ep->ntuple_loc);
 	if (ep->in_xsks_map)
 		bpf_map_delete_elem(ifc->xsks_fd, &ep->queue);
 	if (ep->in_rings_map)
@@ -278,6 +280,12 @@ static int ep_setup(struct vd_ep *ep, const struct vd_ctl_ep_open_req *req, stru
 		if (bpf_map_update_elem(ifc->xsks_fd, &ep->queue, &ep->xsk_fd, BPF_ANY))
 			return -errno;
 		ep->in_xsks_map = true;
+		/* Best effort: without a rule, frames on other queues still reach the steering ring. */
+		int nerr = vd__ntuple_add(ifc->name, ep->ip_be, ep->port_be, ep->queue, &ep->ntuple_loc);
+		ep->has_ntuple = nerr == 0;
+		if (nerr && nerr != -EOPNOTSUPP)
+			vd__info("%s: no ntuple rule for queue %u (%s): software steering covers other queues",
+				 ifc->name, ep->queue, strerror(-nerr));
 	}
 	struct vd_bpf_port_key k = { .ip_be = ep->ip_be, .port_be = ep->port_be, .proto = IPPROTO_UDP };
 	struct vd_bpf_ep v = {
