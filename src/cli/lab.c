@@ -304,8 +304,11 @@ static void lab_teardown(const char *lab)
 
 /* ---- building a lab: one function per step ---------------------------------------------------------- */
 
-/* Writes value to a /proc/sys file as seen from inside namespace ns (net sysctls are per namespace). */
-static int ns_sysctl(const char *ns, const char *file, const char *value)
+/*
+ * Runs fn(arg) in a child process that has entered network namespace ns (setns only changes the calling
+ * thread's namespace, and we do not want ours changed). Returns 0 if fn returned 0, else -EIO or -errno.
+ */
+static int in_netns(const char *ns, int (*fn)(const void *arg), const void *arg)
 {
 	char p[PATH_MAX];
 	snprintf(p, sizeof(p), "%s/%s", LAB_NETNS_DIR, ns);
@@ -316,16 +319,33 @@ static int ns_sysctl(const char *ns, const char *file, const char *value)
 		int nsfd = open(p, O_RDONLY | O_CLOEXEC);
 		if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) < 0)
 			_exit(1);
-		int fd = open(file, O_WRONLY | O_CLOEXEC);
-		if (fd < 0)
-			_exit(errno == ENOENT ? 0 : 1); /* no IPv6 in this kernel: nothing to turn off */
-		_exit(write(fd, value, strlen(value)) == (ssize_t)strlen(value) ? 0 : 1);
+		_exit(fn(arg) ? 1 : 0);
 	}
 	int st;
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
 			return -errno;
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
+}
+
+struct sysctl_write {
+	const char *file, *value;
+};
+
+static int write_sysctl(const void *arg)
+{
+	const struct sysctl_write *w = arg;
+	int fd = open(w->file, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1; /* no IPv6 in this kernel: nothing to turn off */
+	return write(fd, w->value, strlen(w->value)) == (ssize_t)strlen(w->value) ? 0 : -1;
+}
+
+/* Writes value to a /proc/sys file as seen from inside namespace ns (net sysctls are per namespace). */
+static int ns_sysctl(const char *ns, const char *file, const char *value)
+{
+	const struct sysctl_write w = { file, value };
+	return in_netns(ns, write_sysctl, &w);
 }
 
 static int make_ns(const char *ns)
@@ -453,29 +473,19 @@ static int address_hosts(const struct lab *l)
  * sends arrives without checksum state, so the receiver verifies it and drops a corrupted frame, as after
  * a real wire.
  */
+static int tx_csum_off_here(const void *ifname)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ethtool_value v = { .cmd = ETHTOOL_STXCSUM, .data = 0 };
+	struct ifreq r = { 0 };
+	snprintf(r.ifr_name, sizeof(r.ifr_name), "%s", (const char *)ifname);
+	r.ifr_data = (char *)&v;
+	return s >= 0 && ioctl(s, SIOCETHTOOL, &r) == 0 ? 0 : -1;
+}
+
 static int tx_csum_off(const char *ns, const char *ifname)
 {
-	char p[PATH_MAX];
-	snprintf(p, sizeof(p), "%s/%s", LAB_NETNS_DIR, ns);
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		int nsfd = open(p, O_RDONLY | O_CLOEXEC);
-		if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) < 0)
-			_exit(1);
-		int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		struct ethtool_value v = { .cmd = ETHTOOL_STXCSUM, .data = 0 };
-		struct ifreq r = { 0 };
-		snprintf(r.ifr_name, sizeof(r.ifr_name), "%s", ifname);
-		r.ifr_data = (char *)&v;
-		_exit(s >= 0 && ioctl(s, SIOCETHTOOL, &r) == 0 ? 0 : 1);
-	}
-	int st;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+	if (in_netns(ns, tx_csum_off_here, ifname) == 0)
 		return 0;
 	fprintf(stderr, "viaduct lab: cannot turn TX checksum offload off on %s in %s\n", ifname, ns);
 	return -1;

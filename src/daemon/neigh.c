@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "lib/core/frame.h"
 
 #define VD_NEIGH_TICK_MS 20
 #define VD_NEIGH_WAIT_MS 1000
@@ -111,21 +112,6 @@ out:
 	return err;
 }
 
-/* RFC 1071 Internet checksum. */
-static uint16_t inet_csum(const void *p, size_t len)
-{
-	const uint8_t *b = p;
-	uint32_t sum = 0;
-
-	for (size_t i = 0; i + 1 < len; i += 2)
-		sum += (uint32_t)(b[i] << 8 | b[i + 1]);
-	if (len & 1)
-		sum += (uint32_t)b[len - 1] << 8;
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return htons((uint16_t)~sum);
-}
-
 /* One ICMP echo request (RFC 792) out of ifc to ip: the kernel resolves the next hop's MAC to send it. */
 static void trigger_resolution(const struct vd_iface *ifc, uint32_t ip_be)
 {
@@ -139,7 +125,7 @@ static void trigger_resolution(const struct vd_iface *ifc, uint32_t ip_be)
 	}
 	icmp.un.echo.id = htons((uint16_t)getpid());
 	icmp.un.echo.sequence = htons(1);
-	icmp.checksum = inet_csum(&icmp, sizeof(icmp));
+	icmp.checksum = vd__csum_fold(vd__csum_partial(&icmp, sizeof(icmp), 0)); /* RFC 792: RFC 1071 sum */
 	if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, ifc->name, (socklen_t)strlen(ifc->name) + 1) ||
 	    sendto(fd, &icmp, sizeof(icmp), 0, (struct sockaddr *)&to, sizeof(to)) < 0)
 		vd__dbg("neigh: echo to trigger ARP failed: %s", strerror(errno));

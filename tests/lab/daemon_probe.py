@@ -93,17 +93,17 @@ def connect(path):
     return s
 
 
-EP_REP = struct.Struct("<II16s6sBx4s2s2xIIIIIIIIIIII")
+EP_REP = struct.Struct("<II16s6sBx4s2s2xIIIIIIIIIIIIII")
 
 
 def parse_ep_rep(p):
     (ep_id, ifindex, ifname, mac, rx_mode, ip, port, prefix, mtu, queue, frame_size, umem_frames, rx_frames,
-     rx_ring, tx_ring, fill_ring, comp_ring, steer_bytes, stats_bytes) = EP_REP.unpack(p)
+     rx_ring, tx_ring, fill_ring, comp_ring, steer_bytes, stats_bytes, tx_meta_len, tx_offloads) = EP_REP.unpack(p)
     return dict(ep_id=ep_id, ifindex=ifindex, ifname=ifname.rstrip(b"\0").decode(), mac=mac.hex(":"),
                 rx_mode=rx_mode, ip=socket.inet_ntoa(ip), port=struct.unpack(">H", port)[0], prefix=prefix, mtu=mtu,
                 queue=queue, frame_size=frame_size, umem_frames=umem_frames, rx_frames=rx_frames, rx_ring=rx_ring,
                 tx_ring=tx_ring, fill_ring=fill_ring, comp_ring=comp_ring, steer_ring_bytes=steer_bytes,
-                stats_bytes=stats_bytes)
+                stats_bytes=stats_bytes, tx_meta_len=tx_meta_len, tx_offloads=tx_offloads)
 
 
 def fd_kind(fd):
