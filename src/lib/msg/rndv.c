@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Rendezvous (Open-MX's pull protocol). A message above the eager threshold is announced by a RNDV record
+ * in the sequenced stream; once a receive matches it, the receiver pulls the data: it asks for blocks of up
+ * to 64 frames (PULL_REQ, a bitmap of the frames wanted) and the sender answers each wanted frame with a
+ * PULL_REPLY carrying that piece of the message, written straight into the receive buffer. Neither pull
+ * frame is sequenced or acked: the receiver keeps pull_blocks requests outstanding, re-asks for the frames
+ * still missing when a block makes no progress for an RTO (with backoff), and when the message is whole
+ * sends DONE in the sequenced stream, which completes the send. Pull replies never enter the reorder
+ * buffer and never consume the stream's window: the bulk path is one copy on each side.
+ */
+#include "lib/msg/msg_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VD__PWORK_MAX 4096 /* queued pull requests per endpoint; more are dropped (the puller re-asks) */
+
+static uint64_t block_mask(uint32_t cnt)
+{
+	return cnt >= 64 ? ~0ull : (1ull << cnt) - 1;
+}
+
+static void send_pull_req(struct vd__pull *pl, const struct vd__pull_blk *b)
+{
+	struct vd_peer *p = pl->peer;
+	struct vd_ep *ep = p->ep;
+	uint8_t buf[VD__W_HDR_LEN + VD__W_PULL_REQ_LEN];
+	struct vd__whdr h = {
+		.type = VD__W_PULL_REQ,
+		.src_session = ep->session,
+		.dst_session = p->remote_session,
+	};
+	struct vd__wpull_req q = {
+		.send_id = pl->send_id,
+		.pull_id = pl->pull_id,
+		.first = b->first,
+		.chunk = (uint16_t)pl->chunk,
+		.want = b->want,
+	};
+
+	vd__peer_fill_ack(p, &h);
+	vd__wire_put_hdr(buf, &h);
+	vd__wire_put_pull_req(buf + VD__W_HDR_LEN, &q);
+	vd__wire_seal(buf, sizeof(buf));
+	vd__tx_copy(ep, &p->addr, buf, sizeof(buf));
+	ep->stats.pull_requests++;
+}
+
+/* Starts new blocks while there are free slots and frames not yet asked for. */
+static void pull_fill(struct vd__pull *pl)
+{
+	struct vd_ep *ep = pl->peer->ep;
+
+	for (uint32_t i = 0; i < ep->pull_blocks && pl->next_frame < pl->nframes; i++) {
+		struct vd__pull_blk *b = &pl->blk[i];
+		if (b->want)
+			continue;
+		uint32_t cnt = pl->nframes - pl->next_frame;
+		if (cnt > pl->blk_frames)
+			cnt = pl->blk_frames;
+		b->first = pl->next_frame;
+		b->want = block_mask(cnt);
+		b->tries = 0;
+		b->deadline = ep->now + pl->peer->rto;
+		pl->next_frame += cnt;
+		send_pull_req(pl, b);
+	}
+}
+
+static void pull_finish(struct vd__pull *pl, int err)
+{
+	struct vd_req *r = pl->req;
+
+	vd__list_del(&pl->link);
+	r->pull = NULL;
+	vd__recv_finish(r, pl->peer, r->st.msg_len, err);
+	free(pl);
+}
+
+int vd__pull_start(struct vd_req *r, struct vd_peer *p, uint32_t send_id, uint64_t msg_len, uint16_t sender_maxp)
+{
+	struct vd_ep *ep = p->ep;
+	uint64_t total = msg_len < r->len ? msg_len : r->len;
+	uint32_t maxp = ep->maxp < sender_maxp ? ep->maxp : sender_maxp;
+	uint32_t chunk = maxp - VD__W_HDR_LEN - VD__W_PULL_REPLY_HDR;
+
+	r->st.msg_len = msg_len;
+	r->state = VD__REQ_ACTIVE;
+	if (total == 0) {
+		/* Nothing to pull (empty receive buffer): the sender is released at once. */
+		vd__ctrl_push(p, VD__R_DONE, send_id);
+		vd__recv_finish(r, p, msg_len, 0);
+		return 0;
+	}
+	uint64_t nframes = (total + chunk - 1) / chunk;
+	if (nframes > UINT32_MAX)
+		return -EMSGSIZE;
+	struct vd__pull *pl = calloc(1, sizeof(*pl));
+	if (!pl)
+		return -ENOMEM;
+	pl->req = r;
+	pl->peer = p;
+	pl->send_id = send_id;
+	pl->pull_id = ++ep->next_pull_id ? ep->next_pull_id : ++ep->next_pull_id;
+	pl->total = total;
+	pl->chunk = chunk;
+	pl->nframes = (uint32_t)nframes;
+	/* A block asks for at most VD__PULL_BLOCK_BYTES: what is in flight is bounded in bytes, not frames,
+	 * so large frames (a 64 KiB loopback MTU) do not overrun the receiver's socket buffer. */
+	pl->blk_frames = VD__PULL_BLOCK_BYTES / chunk;
+	if (pl->blk_frames < 1)
+		pl->blk_frames = 1;
+	if (pl->blk_frames > VD__PULL_BLOCK)
+		pl->blk_frames = VD__PULL_BLOCK;
+	pl->last_progress = ep->now;
+	r->pull = pl;
+	vd__list_add_tail(&p->pulls, &pl->link);
+	pull_fill(pl);
+	return 0;
+}
+
+void vd__pull_on_reply(struct vd_peer *p, const struct vd__wpull_reply *rep)
+{
+	struct vd_ep *ep = p->ep;
+	struct vd__link *pos, *tmp;
+	struct vd__pull *pl = NULL;
+
+	vd__list_each_safe(pos, tmp, &p->pulls)
+	{
+		struct vd__pull *x = vd__container_of(pos, struct vd__pull, link);
+		if (x->pull_id == rep->pull_id) {
+			pl = x;
+			break;
+		}
+	}
+	if (!pl) {
+		ep->stats.dup_frames++; /* a late duplicate of a finished pull */
+		return;
+	}
+	if (rep->frame >= pl->nframes) {
+		ep->stats.malformed++;
+		return;
+	}
+	/* The sender cuts the whole message into chunks; a truncating receive keeps only its part of the last
+	 * frame it asks for. */
+	uint64_t off = (uint64_t)rep->frame * pl->chunk;
+	uint64_t msg_len = pl->req->st.msg_len;
+	uint64_t want_len = msg_len - off < pl->chunk ? msg_len - off : pl->chunk;
+	if (rep->data_len != want_len) {
+		ep->stats.malformed++;
+		return;
+	}
+	struct vd__pull_blk *b = NULL;
+	for (uint32_t i = 0; i < ep->pull_blocks; i++) {
+		struct vd__pull_blk *x = &pl->blk[i];
+		if (x->want && rep->frame >= x->first && rep->frame - x->first < VD__PULL_BLOCK &&
+		    (x->want & (1ull << (rep->frame - x->first)))) {
+			b = x;
+			break;
+		}
+	}
+	if (!b) {
+		ep->stats.dup_frames++;
+		return;
+	}
+	vd__iov_copy_to(pl->req->iov, pl->req->iovcnt, off, rep->data,
+			pl->total - off < rep->data_len ? pl->total - off : rep->data_len);
+	b->want &= ~(1ull << (rep->frame - b->first));
+	b->deadline = ep->now + p->rto;
+	b->tries = 0;
+	pl->frames_done++;
+	pl->last_progress = ep->now;
+	if (pl->frames_done == pl->nframes) {
+		vd__ctrl_push(p, VD__R_DONE, pl->send_id);
+		pull_finish(pl, 0);
+		return;
+	}
+	if (!b->want)
+		pull_fill(pl);
+}
+
+void vd__pull_abort(struct vd__pull *pl, int err)
+{
+	pull_finish(pl, err);
+}
+
+void vd__pull_timers(struct vd_peer *p)
+{
+	struct vd_ep *ep = p->ep;
+	struct vd__link *pos, *tmp;
+
+	vd__list_each_safe(pos, tmp, &p->pulls)
+	{
+		struct vd__pull *pl = vd__container_of(pos, struct vd__pull, link);
+		for (uint32_t i = 0; i < ep->pull_blocks; i++) {
+			struct vd__pull_blk *b = &pl->blk[i];
+			if (!b->want || ep->now < b->deadline)
+				continue;
+			/* No reply for this block within an RTO: ask again for what is missing, backing off
+			 * exponentially (as RFC 6298 5.5 does for the stream) up to rto_max. */
+			if (b->tries < 16)
+				b->tries++;
+			uint64_t ivl = p->rto << (b->tries < 6 ? b->tries : 6);
+			if (ivl > ep->rto_max)
+				ivl = ep->rto_max;
+			b->deadline = ep->now + ivl;
+			send_pull_req(pl, b);
+			ep->stats.pull_retransmits++;
+		}
+	}
+}
+
+uint64_t vd__pull_next_deadline(const struct vd_peer *p)
+{
+	uint64_t d = UINT64_MAX;
+	const struct vd__link *pos;
+
+	for (pos = p->pulls.next; pos != &p->pulls; pos = pos->next) {
+		const struct vd__pull *pl = vd__container_of(pos, struct vd__pull, link);
+		for (uint32_t i = 0; i < p->ep->pull_blocks; i++)
+			if (pl->blk[i].want && pl->blk[i].deadline < d)
+				d = pl->blk[i].deadline;
+	}
+	return d;
+}
+
+/* --- the sender's side ---------------------------------------------------------------------------- */
+
+static struct vd_req *find_rndv_send(struct vd_peer *p, uint32_t send_id)
+{
+	struct vd__link *pos;
+	for (pos = p->rndv_sends.next; pos != &p->rndv_sends; pos = pos->next) {
+		struct vd_req *r = vd__container_of(pos, struct vd_req, link);
+		if (r->send_id == send_id)
+			return r;
+	}
+	return NULL;
+}
+
+void vd__pull_on_req(struct vd_peer *p, const struct vd__wpull_req *q)
+{
+	struct vd_ep *ep = p->ep;
+	struct vd_req *r = find_rndv_send(p, q->send_id);
+
+	if (!r)
+		return; /* already DONE (a late request) */
+	if ((uint32_t)q->chunk + VD__W_HDR_LEN + VD__W_PULL_REPLY_HDR > ep->maxp) {
+		ep->stats.malformed++;
+		return;
+	}
+	uint64_t nframes = (r->len + q->chunk - 1) / q->chunk;
+	if (q->first >= nframes) {
+		ep->stats.malformed++;
+		return;
+	}
+	uint64_t want = q->want;
+	if (nframes - q->first < 64)
+		want &= block_mask((uint32_t)(nframes - q->first));
+	if (!want) {
+		ep->stats.malformed++;
+		return;
+	}
+	if (ep->npwork >= VD__PWORK_MAX)
+		return; /* the puller will ask again */
+	struct vd__pwork *w = malloc(sizeof(*w));
+	if (!w)
+		return;
+	w->req = r;
+	w->peer = p;
+	w->pull_id = q->pull_id;
+	w->first = q->first;
+	w->chunk = q->chunk;
+	w->want = want;
+	vd__list_add_tail(&ep->pwork, &w->link);
+	ep->npwork++;
+}
+
+void vd__pull_on_done(struct vd_peer *p, uint32_t send_id)
+{
+	struct vd_req *r = find_rndv_send(p, send_id);
+	if (!r)
+		return;
+	vd__list_del(&r->link);
+	vd__pwork_purge(p->ep, r);
+	vd__req_complete(r, 0);
+}
+
+void vd__pwork_purge(struct vd_ep *ep, struct vd_req *r)
+{
+	struct vd__link *pos, *tmp;
+	vd__list_each_safe(pos, tmp, &ep->pwork)
+	{
+		struct vd__pwork *w = vd__container_of(pos, struct vd__pwork, link);
+		if (w->req == r) {
+			vd__list_del(&w->link);
+			ep->npwork--;
+			free(w);
+		}
+	}
+}
+
+#define VD__PWORK_BURST 32
+
+/* Sends queued pull replies while the nic has room; returns frames sent. */
+int vd__pwork_drain(struct vd_ep *ep)
+{
+	int sent = 0;
+
+	while (!vd__list_empty(&ep->pwork)) {
+		struct vd__pwork *w = vd__list_first(&ep->pwork, struct vd__pwork, link);
+		struct vd_req *r = w->req;
+		while (w->want) {
+			struct vd_frame f[VD__PWORK_BURST];
+			uint32_t idx[VD__PWORK_BURST];
+			unsigned k = (unsigned)__builtin_popcountll(w->want);
+			if (k > VD__PWORK_BURST)
+				k = VD__PWORK_BURST;
+			int n = vd_nic_tx_alloc(ep->nic, f, k);
+			if (n <= 0) {
+				vd_nic_flush(ep->nic);
+				n = vd_nic_tx_alloc(ep->nic, f, k);
+				if (n <= 0)
+					return sent; /* nic full: continue at the next progress call */
+			}
+			uint64_t want = w->want;
+			for (int i = 0; i < n; i++) {
+				uint32_t bit = (uint32_t)__builtin_ctzll(want);
+				want &= want - 1;
+				idx[i] = bit;
+				uint32_t frame = w->first + bit;
+				uint64_t off = (uint64_t)frame * w->chunk;
+				uint64_t len = r->len - off < w->chunk ? r->len - off : w->chunk;
+				uint8_t *b = f[i].data;
+				struct vd__whdr h = {
+					.type = VD__W_PULL_REPLY,
+					.src_session = ep->session,
+					.dst_session = w->peer->remote_session,
+				};
+				size_t pos = vd__wire_put_hdr(b, &h);
+				pos += vd__wire_put_pull_reply(b + pos, w->pull_id, frame);
+				vd__iov_copy_from(b + pos, r->iov, r->iovcnt, off, len);
+				pos += len;
+				vd__wire_seal(b, pos);
+				f[i].len = (uint32_t)pos;
+				f[i].peer = w->peer->addr;
+			}
+			int q = vd_nic_tx_burst(ep->nic, f, (unsigned)n);
+			if (q < 0)
+				q = 0;
+			if (q < n)
+				vd_nic_tx_abort(ep->nic, f + q, (unsigned)(n - q));
+			for (int i = 0; i < q; i++)
+				w->want &= ~(1ull << idx[i]);
+			ep->stats.frames_sent += (uint64_t)q;
+			sent += q;
+			if (q)
+				ep->tx_pending = 1;
+			if (q < n)
+				return sent;
+		}
+		vd__list_del(&w->link);
+		ep->npwork--;
+		free(w);
+	}
+	return sent;
+}

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/* The messaging frame codec: round trips, and every check of the decoder on a hostile input. */
+#include "harness.h"
+
+#include <errno.h>
+
+#include "lib/msg/wire.h"
+
+static size_t data_frame(uint8_t *b)
+{
+	struct vd__whdr h = { .type = VD__W_DATA, .flags = VD__WF_ACK, .src_session = 7, .dst_session = 9,
+			      .seq = 100, .ack = 55, .wnd = 64, .sack = 0x8000000000000005ull };
+	size_t pos = vd__wire_put_hdr(b, &h);
+	pos += vd__wire_put_eager(b + pos, VD__RF_SYNC, 3, 0x1122334455667788ull, 10, 0, 10);
+	memcpy(b + pos, "0123456789", 10);
+	pos += 10;
+	pos += vd__wire_put_rndv(b + pos, 4, 0xffull, 1ull << 40, 1472);
+	pos += vd__wire_put_id(b + pos, VD__R_DONE, 5);
+	pos += vd__wire_put_id(b + pos, VD__R_MATCHED, 6);
+	vd__wire_seal(b, pos);
+	return pos;
+}
+
+TEST(round_trip)
+{
+	uint8_t b[256];
+	size_t len = data_frame(b);
+	struct vd__whdr h;
+	const uint8_t *body;
+	size_t blen, pos = 0;
+	REQUIRE(vd__wire_decode_hdr(b, len, &h, &body, &blen) == 0);
+	CHECK_EQ(h.type, VD__W_DATA);
+	CHECK_EQ(h.src_session, 7);
+	CHECK_EQ(h.dst_session, 9);
+	CHECK_EQ(h.seq, 100);
+	CHECK_EQ(h.ack, 55);
+	CHECK_EQ(h.wnd, 64);
+	CHECK(h.sack == 0x8000000000000005ull);
+	struct vd__wrec r;
+	REQUIRE(vd__wire_next_rec(body, blen, &pos, &r) == 1);
+	CHECK_EQ(r.type, VD__R_EAGER);
+	CHECK_EQ(r.flags, VD__RF_SYNC);
+	CHECK(r.match == 0x1122334455667788ull);
+	CHECK_EQ(r.msg_len, 10);
+	CHECK(memcmp(r.data, "0123456789", 10) == 0);
+	REQUIRE(vd__wire_next_rec(body, blen, &pos, &r) == 1);
+	CHECK_EQ(r.type, VD__R_RNDV);
+	CHECK(r.msg_len == 1ull << 40);
+	CHECK_EQ(r.max_payload, 1472);
+	REQUIRE(vd__wire_next_rec(body, blen, &pos, &r) == 1);
+	CHECK_EQ(r.type, VD__R_DONE);
+	CHECK_EQ(r.send_id, 5);
+	REQUIRE(vd__wire_next_rec(body, blen, &pos, &r) == 1);
+	CHECK_EQ(r.type, VD__R_MATCHED);
+	CHECK_EQ(vd__wire_next_rec(body, blen, &pos, &r), 0);
+}
+
+TEST(every_byte_flip_is_caught)
+{
+	uint8_t b[256], c[256];
+	size_t len = data_frame(b);
+	struct vd__whdr h;
+	const uint8_t *body;
+	size_t blen;
+	int missed = 0;
+	for (size_t i = 0; i < len; i++)
+		for (int x = 1; x < 256; x++) {
+			memcpy(c, b, len);
+			c[i] ^= (uint8_t)x;
+			missed += vd__wire_decode_hdr(c, len, &h, &body, &blen) == 0;
+		}
+	CHECK_EQ(missed, 0);
+	/* Truncated or extended frames fail too. */
+	for (size_t n = 0; n < len; n++)
+		CHECK(vd__wire_decode_hdr(b, n, &h, &body, &blen) < 0);
+}
+
+/* Rewrites one header byte and re-seals, so only the field check can reject it. */
+static int hdr_with(uint8_t off, uint8_t val)
+{
+	uint8_t b[256];
+	size_t len = data_frame(b);
+	struct vd__whdr h;
+	const uint8_t *body;
+	size_t blen;
+	b[off] = val;
+	vd__wire_seal(b, len);
+	return vd__wire_decode_hdr(b, len, &h, &body, &blen);
+}
+
+TEST(header_field_checks)
+{
+	CHECK_EQ(hdr_with(0, 0x57), -EBADMSG);  /* magic */
+	CHECK_EQ(hdr_with(2, 2), -EBADMSG);     /* version */
+	CHECK_EQ(hdr_with(3, 0), -EBADMSG);     /* type */
+	CHECK_EQ(hdr_with(3, 6), -EBADMSG);
+	CHECK_EQ(hdr_with(4, 4), -EBADMSG);     /* unknown flag */
+	CHECK_EQ(hdr_with(5, 1), -EBADMSG);     /* reserved */
+	CHECK_EQ(hdr_with(27, 1), -EBADMSG);    /* reserved */
+	CHECK_EQ(hdr_with(3, VD__W_ACK), -EBADMSG); /* an ACK has no body and no seq */
+	CHECK_EQ(hdr_with(4, 0), -EBADMSG);     /* ack fields set without the ack flag */
+	uint8_t b[64];
+	struct vd__whdr h = { .type = VD__W_ACK, .src_session = 0 };
+	size_t len = vd__wire_put_hdr(b, &h);
+	vd__wire_seal(b, len);
+	const uint8_t *body;
+	size_t blen;
+	CHECK_EQ(vd__wire_decode_hdr(b, len, &h, &body, &blen), -EBADMSG); /* session 0 */
+	h.src_session = 1;
+	len = vd__wire_put_hdr(b, &h);
+	vd__wire_seal(b, len);
+	CHECK_EQ(vd__wire_decode_hdr(b, len, &h, &body, &blen), 0);
+}
+
+static int one_rec(const uint8_t *rec, size_t len)
+{
+	size_t pos = 0;
+	struct vd__wrec r;
+	return vd__wire_next_rec(rec, len, &pos, &r);
+}
+
+TEST(record_checks)
+{
+	uint8_t r[64];
+	memset(r, 0, sizeof(r));
+	vd__wire_put_eager(r, 0, 1, 1, 10, 8, 4); /* 8 + 4 > 10 */
+	CHECK_EQ(one_rec(r, VD__R_EAGER_LEN + 4), -EBADMSG);
+	vd__wire_put_eager(r, 0, 1, 1, 10, 0, 0); /* empty fragment of a non-empty message */
+	CHECK_EQ(one_rec(r, VD__R_EAGER_LEN), -EBADMSG);
+	vd__wire_put_eager(r, 0, 1, 1, VD__W_EAGER_LIMIT + 1, 0, 4);
+	CHECK_EQ(one_rec(r, VD__R_EAGER_LEN + 4), -EBADMSG);
+	vd__wire_put_eager(r, 2, 1, 1, 4, 0, 4); /* unknown flag */
+	CHECK_EQ(one_rec(r, VD__R_EAGER_LEN + 4), -EBADMSG);
+	vd__wire_put_eager(r, 0, 1, 1, 4, 0, 4);
+	CHECK_EQ(one_rec(r, VD__R_EAGER_LEN + 3), -EBADMSG); /* data runs past the frame */
+	CHECK_EQ(one_rec(r, VD__R_EAGER_LEN + 4), 1);
+	vd__wire_put_eager(r, 0, 1, 1, 0, 0, 0);
+	CHECK_EQ(one_rec(r, VD__R_EAGER_LEN), 1); /* the empty message */
+	vd__wire_put_rndv(r, 1, 1, VD__W_RNDV_LIMIT + 1, 1472);
+	CHECK_EQ(one_rec(r, VD__R_RNDV_LEN), -EBADMSG);
+	vd__wire_put_rndv(r, 1, 1, 100000, VD__W_MIN_PAYLOAD - 1);
+	CHECK_EQ(one_rec(r, VD__R_RNDV_LEN), -EBADMSG);
+	vd__wire_put_rndv(r, 1, 1, 100000, 1472);
+	CHECK_EQ(one_rec(r, VD__R_RNDV_LEN - 1), -EBADMSG);
+	CHECK_EQ(one_rec(r, VD__R_RNDV_LEN), 1);
+	vd__wire_put_id(r, 9, 1);
+	CHECK_EQ(one_rec(r, VD__R_ID_LEN), -EBADMSG);
+	vd__wire_put_id(r, VD__R_DONE, 1);
+	r[2] = 1; /* DONE carries no data */
+	CHECK_EQ(one_rec(r, VD__R_ID_LEN + 1), -EBADMSG);
+	CHECK_EQ(one_rec(r, 3), -EBADMSG);
+
+	struct vd__wpull_req q = { 1, 2, 3, 1400, 0 }, out;
+	uint8_t pb[VD__W_PULL_REQ_LEN];
+	vd__wire_put_pull_req(pb, &q);
+	CHECK_EQ(vd__wire_decode_pull_req(pb, sizeof(pb), &out), -EBADMSG); /* want 0 */
+	q.want = 5;
+	q.chunk = 0;
+	vd__wire_put_pull_req(pb, &q);
+	CHECK_EQ(vd__wire_decode_pull_req(pb, sizeof(pb), &out), -EBADMSG); /* chunk 0 */
+	q.chunk = 1400;
+	vd__wire_put_pull_req(pb, &q);
+	CHECK_EQ(vd__wire_decode_pull_req(pb, sizeof(pb), &out), 0);
+	CHECK(out.want == 5 && out.chunk == 1400 && out.first == 3);
+	CHECK_EQ(vd__wire_decode_pull_req(pb, sizeof(pb) - 1, &out), -EBADMSG);
+}
+
+TEST_MAIN(T(round_trip), T(every_byte_flip_is_caught), T(header_field_checks), T(record_checks))
