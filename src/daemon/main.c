@@ -37,8 +37,25 @@ struct opts {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: viaductd --iface IF [--iface IF2...] [--socket PATH] [--group NAME] [--pidfile F]\n"
-		   "                [--daemon] [--log FILE] [--xdp-mode native|generic] [-v]\n");
+	fprintf(f,
+		"usage: viaductd --iface IF [--iface IF2...] [--socket PATH] [--group NAME] [--pidfile F]\n"
+		"                [--daemon] [--log FILE] [--xdp-mode native|generic] [-v]\n"
+		"\n"
+		"The viaduct daemon (root, one per host or network namespace): attaches the XDP dispatcher to each\n"
+		"--iface and hands applications their AF_XDP endpoints over a Unix control socket. Frames no\n"
+		"endpoint owns pass to the kernel unchanged. An endpoint, its queue and its port are reclaimed when\n"
+		"the application's control connection closes (exit, crash); on SIGTERM or SIGINT the daemon\n"
+		"reclaims everything, detaches XDP and removes its socket and pidfile.\n"
+		"\n"
+		"  --iface IF          an interface to manage (repeatable, at least one); each endpoint owns one of\n"
+		"                      its queues, so an interface holds as many endpoints as it has queues\n"
+		"  --socket PATH       control socket (default " VD_CTL_DEFAULT_PATH ")\n"
+		"  --group NAME        members may open endpoints: the socket is 0660 root:NAME (default root)\n"
+		"  --pidfile F         write the daemon's pid here\n"
+		"  --daemon            run in the background; returns 0 once the socket is listening\n"
+		"  --log FILE          log here (default stderr)\n"
+		"  --xdp-mode MODE     native (default; falls back to generic with a log line) or generic\n"
+		"  -v                  debug logging\n");
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
