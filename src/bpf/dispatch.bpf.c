@@ -37,9 +37,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Which endpoint owns a destination. Filled by viaductd. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, VD_BPF_MAX_EPS * 2);
-	__type(key, struct vd_bpf_port_key);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VD_BPF_PORT_SLOTS);
+	__type(key, __u32);
 	__type(value, struct vd_bpf_ep);
 } vd_ports SEC(".maps");
 
@@ -175,7 +175,7 @@ int vd_dispatch(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct vd_bpf_glob_stats *g = glob_stats();
-	struct vd_bpf_port_key key = {};
+	__u16 port_be;
 	struct vd_bpf_ep_stats *es;
 	struct vd_bpf_ep *ep;
 	struct ethhdr *eth = data;
@@ -208,22 +208,20 @@ int vd_dispatch(struct xdp_md *ctx)
 
 		if ((void *)(udp + 1) > data_end || bpf_ntohs(udp->len) < sizeof(*udp))
 			goto malformed;
-		key.port_be = udp->dest;
+		port_be = udp->dest;
 	} else if (ip->protocol == IPPROTO_TCP) {
 		struct tcphdr *tcp = l4;
 
 		if ((void *)(tcp + 1) > data_end)
 			goto malformed;
-		key.port_be = tcp->dest;
+		port_be = tcp->dest;
 	} else {
 		goto pass;
 	}
-	key.ip_be = ip->daddr;
-	key.proto = ip->protocol;
-
 	/* Rule 6: destinations no endpoint owns belong to the kernel. */
-	ep = bpf_map_lookup_elem(&vd_ports, &key);
-	if (!ep)
+	__u32 slot = vd_bpf_port_index(ip->protocol, bpf_ntohs(port_be));
+	ep = bpf_map_lookup_elem(&vd_ports, &slot);
+	if (!ep || !(ep->flags & VD_BPF_EP_VALID) || ep->ip_be != ip->daddr)
 		goto pass;
 
 	ep_id = ep->ep_id;

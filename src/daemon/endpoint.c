@@ -191,8 +191,9 @@ static void ep_free(struct vd_ep *ep)
 
 	/* First stop frames flowing to it, then take away where they went. */
 	if (ep->in_ports_map) {
-		struct vd_bpf_port_key k = { .ip_be = ep->ip_be, .port_be = ep->port_be, .proto = IPPROTO_UDP };
-		bpf_map_delete_elem(ifc->ports_fd, &k);
+		const struct vd_bpf_ep cleared = { 0 };
+		__u32 slot = vd_bpf_port_index(IPPROTO_UDP, ntohs(ep->port_be));
+		bpf_map_update_elem(ifc->ports_fd, &slot, &cleared, BPF_EXIST);
 	}
 	if (ep->has_ntuple)
 		vd__ntuple_del(ifc->name, ep->ntuple_loc);
@@ -287,14 +288,21 @@ static int ep_setup(struct vd_ep *ep, const struct vd_ctl_ep_open_req *req, stru
 			vd__info("%s: no ntuple rule for queue %u (%s): software steering covers other queues",
 				 ifc->name, ep->queue, strerror(-nerr));
 	}
-	struct vd_bpf_port_key k = { .ip_be = ep->ip_be, .port_be = ep->port_be, .proto = IPPROTO_UDP };
+	__u32 slot = vd_bpf_port_index(IPPROTO_UDP, ntohs(ep->port_be));
 	struct vd_bpf_ep v = {
 		.ep_id = ep->id,
 		.queue = ep->queue,
-		.flags = ep->rx_mode == VD_CTL_RX_DIRECT ? VD_BPF_EP_DIRECT : 0,
+		.flags = VD_BPF_EP_VALID | (ep->rx_mode == VD_CTL_RX_DIRECT ? VD_BPF_EP_DIRECT : 0),
+		.ip_be = ep->ip_be,
 	};
-	/* BPF_NOEXIST: the kernel reservation makes a duplicate impossible; refuse rather than steal. */
-	if (bpf_map_update_elem(ifc->ports_fd, &k, &v, BPF_NOEXIST))
+	/* The kernel reservation makes a second owner impossible; if a slot is in use anyway, refuse rather
+	 * than steal it. */
+	struct vd_bpf_ep cur;
+	if (bpf_map_lookup_elem(ifc->ports_fd, &slot, &cur))
+		return -errno;
+	if (cur.flags & VD_BPF_EP_VALID)
+		return -EEXIST;
+	if (bpf_map_update_elem(ifc->ports_fd, &slot, &v, BPF_EXIST))
 		return -errno;
 	ep->in_ports_map = true;
 	return 0;

@@ -92,7 +92,11 @@ ports_map_id() {
 	done
 	return 1
 }
-ports_entries() { bpftool -j map dump id "$(ports_map_id)" | "$PY" -c "import json,sys; print(len(json.load(sys.stdin)))"; }
+# port_owned PORT: 1 if the dispatcher's UDP slot for PORT is in use (VD_BPF_EP_VALID in the flags word).
+port_owned() {
+	bpftool -j map lookup id "$(ports_map_id)" key $(("$1" & 255)) $(("$1" >> 8)) 0 0 |
+		"$PY" -c "import json,sys; v=[int(b,16) for b in json.load(sys.stdin)['value']]; print(1 if v[8] & 2 else 0)"
+}
 kernel_bind() { # kernel_bind NS PROTO PORT: a kernel socket can bind IP0:PORT
 	ip netns exec "$1" "$PY" -c "
 import socket,sys
@@ -188,15 +192,15 @@ reclaim_test() {
 	probe_bg "$TMP/hold" --uid 65534 --gid 65534 open --mode direct --port 7777 --hold
 	local pid=$BG
 	wait_for "$TMP/hold" ready || return 1
-	echo "vd_ports entries while held: $(ports_entries)"
-	test "$(ports_entries)" = 1 || return 1
+	echo "vd_ports slot of 7777 in use while held: $(port_owned 7777)"
+	test "$(port_owned 7777)" = 1 || return 1
 	not kernel_bind "$NS0" udp 7777 || { echo "kernel could bind an owned port"; return 1; }
 	local out
 	out=$(probe open --port 7777 || true)
 	grep -q '"status": -98' <<<"$out" || { echo "second owner not refused: $out"; return 1; }
 	kill9 $pid || return 1
-	echo "vd_ports entries after kill -9: $(ports_entries)"
-	test "$(ports_entries)" = 0 && retry kernel_bind "$NS0" udp 7777 && probe open --port 7777
+	echo "vd_ports slot of 7777 in use after kill -9: $(port_owned 7777)"
+	test "$(port_owned 7777)" = 0 && retry kernel_bind "$NS0" udp 7777 && probe open --port 7777
 }
 check "kill -9: endpoint reclaimed, map entry gone, port reusable by the kernel and by viaduct" reclaim_test
 
