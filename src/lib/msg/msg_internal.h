@@ -152,6 +152,9 @@ struct vd_peer {
 	uint64_t cur_off;           /* next fragment offset expected */
 	uint64_t cur_match, cur_len; /* and its match bits and length (fragments must agree) */
 	struct vd__link pulls;      /* our rendezvous receives pulling from this peer */
+	uint64_t pull_req_order;    /* pull requests sent to this peer so far (numbers them) */
+	uint64_t pull_served;       /* highest such number whose block has had a reply */
+	uint64_t last_pull_reply;   /* when the last pull reply from this peer arrived */
 
 	uint64_t last_heard;   /* last valid frame from the peer */
 	uint64_t busy_since;   /* when we started waiting on it (0: not waiting) */
@@ -177,6 +180,10 @@ struct vd__pull_blk {
 	uint64_t want;     /* frames still missing; 0: block free */
 	uint64_t deadline; /* re-request time (refreshed by every reply) */
 	unsigned tries;
+	uint32_t last;     /* highest frame (relative to first) asked for by the latest request */
+	uint8_t replied;   /* a reply came since the latest request */
+	uint8_t fast;      /* deadline is the short reorder grace, not an RTO: no backoff when it fires */
+	uint64_t order;    /* the latest request's place in peer->pull_req_order */
 };
 
 struct vd__pull {

@@ -22,7 +22,7 @@ static uint64_t block_mask(uint32_t cnt)
 	return cnt >= 64 ? ~0ull : (1ull << cnt) - 1;
 }
 
-static void send_pull_req(struct vd__pull *pl, const struct vd__pull_blk *b)
+static void send_pull_req(struct vd__pull *pl, struct vd__pull_blk *b)
 {
 	struct vd_peer *p = pl->peer;
 	struct vd_ep *ep = p->ep;
@@ -46,6 +46,58 @@ static void send_pull_req(struct vd__pull *pl, const struct vd__pull_blk *b)
 	vd__wire_seal(buf, sizeof(buf));
 	vd__tx_copy(ep, &p->addr, buf, sizeof(buf));
 	ep->stats.pull_requests++;
+	/* The sender answers the requests of one endpoint in arrival order, each in ascending frame order:
+	 * what we remember here lets a reply tell us which earlier requests have been answered in full. */
+	b->last = 63u - (uint32_t)__builtin_clzll(b->want);
+	b->replied = 0;
+	b->fast = 0;
+	b->order = ++p->pull_req_order;
+}
+
+/*
+ * How long a frame may lag behind frames the sender answered after it before we take it as lost: the
+ * network may reorder, by less than a round trip (the same guard as the stream's fast retransmit,
+ * docs/msg-protocol.md section 4). Bounded by the RTO so it is never slower than the timeout.
+ */
+static uint64_t reorder_grace(const struct vd_peer *p)
+{
+	if (!p->rtt_valid)
+		return p->rto;
+	uint64_t g = p->srtt + 2 * p->rttvar;
+	return g < p->rto ? g : p->rto;
+}
+
+static void arm_fast(struct vd__pull_blk *b, uint64_t at)
+{
+	if (!b->fast || at < b->deadline) {
+		b->deadline = at;
+		b->fast = 1;
+	}
+}
+
+/*
+ * A reply to request number `order` has arrived: every request sent before it has been answered in full
+ * (the sender works in order), so the frames they still miss were lost or are being reordered. Re-ask for
+ * them after the reorder grace rather than a whole RTO (the pull's fast retransmit: under 5% loss nearly
+ * every 64-frame block loses a frame, and waiting an RTO for each would stall the pull most of the time).
+ */
+static void pull_served(struct vd_peer *p, uint64_t order)
+{
+	struct vd_ep *ep = p->ep;
+	struct vd__link *pos;
+
+	if (order <= p->pull_served)
+		return;
+	p->pull_served = order;
+	uint64_t at = ep->now + reorder_grace(p);
+	for (pos = p->pulls.next; pos != &p->pulls; pos = pos->next) {
+		struct vd__pull *pl = vd__container_of(pos, struct vd__pull, link);
+		for (uint32_t i = 0; i < ep->pull_blocks; i++) {
+			struct vd__pull_blk *b = &pl->blk[i];
+			if (b->want && b->order < order)
+				arm_fast(b, at);
+		}
+	}
 }
 
 /* Starts new blocks while there are free slots and frames not yet asked for. */
@@ -167,11 +219,23 @@ void vd__pull_on_reply(struct vd_peer *p, const struct vd__wpull_reply *rep)
 	}
 	vd__iov_copy_to(pl->req->iov, pl->req->iovcnt, off, rep->data,
 			pl->total - off < rep->data_len ? pl->total - off : rep->data_len);
-	b->want &= ~(1ull << (rep->frame - b->first));
-	b->deadline = ep->now + p->rto;
+	uint32_t rel = rep->frame - b->first;
+	b->want &= ~(1ull << rel);
 	b->tries = 0;
+	b->replied = 1;
+	p->last_pull_reply = ep->now;
+	if (rel >= b->last) {
+		/* The last frame of the latest request: the ones still missing were sent before it. */
+		b->fast = 0;
+		arm_fast(b, ep->now + reorder_grace(p));
+	} else {
+		/* The sender is answering this request now: the rest of it follows in order. */
+		b->fast = 0;
+		b->deadline = ep->now + p->rto;
+	}
 	pl->frames_done++;
 	pl->last_progress = ep->now;
+	pull_served(p, b->order);
 	if (pl->frames_done == pl->nframes) {
 		vd__ctrl_push(p, VD__R_DONE, pl->send_id);
 		pull_finish(pl, 0);
@@ -198,9 +262,17 @@ void vd__pull_timers(struct vd_peer *p)
 			struct vd__pull_blk *b = &pl->blk[i];
 			if (!b->want || ep->now < b->deadline)
 				continue;
+			/* No reply yet, while replies to requests sent before this one still flow: the sender
+			 * is busy with those (it answers in order), so the request is queued, not lost. */
+			if (!b->fast && !b->replied && b->order > p->pull_served &&
+			    ep->now - p->last_pull_reply < p->rto) {
+				b->deadline = p->last_pull_reply + p->rto;
+				continue;
+			}
 			/* No reply for this block within an RTO: ask again for what is missing, backing off
-			 * exponentially (as RFC 6298 5.5 does for the stream) up to rto_max. */
-			if (b->tries < 16)
+			 * exponentially (as RFC 6298 5.5 does for the stream) up to rto_max. After the reorder
+			 * grace (a later frame or request was answered), ask again at once, without backoff. */
+			if (!b->fast && b->tries < 16)
 				b->tries++;
 			uint64_t ivl = p->rto << (b->tries < 6 ? b->tries : 6);
 			if (ivl > ep->rto_max)
