@@ -2,7 +2,8 @@
 # Installs the Debian packages the build, the tests and the demo need, if any is missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang llvm libclang-rt-14-dev libbpf-dev libxdp-dev libelf-dev
-      zlib1g-dev bpftool iproute2 ethtool iputils-ping python3 util-linux procps)
+      zlib1g-dev bpftool iproute2 ethtool iputils-ping python3 util-linux procps
+      libfabric-bin) # libfabric-bin: fi_pingpong, a reference of `viaduct perf pingpong` (optional there)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

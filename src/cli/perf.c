@@ -24,6 +24,7 @@
 
 #include "cli.h"
 #include "perf.h"
+#include "perf_msg.h"
 
 volatile sig_atomic_t vd__perf_stop;
 
@@ -66,6 +67,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: viaduct perf frames [--lab NAME | --server | --client ADDR] [options]\n"
 		"       viaduct perf table FILE\n"
+		"       viaduct perf pingpong|bw|rate[,...] --help   (messaging benchmarks)\n"
 		"options:\n"
 		"  --path P[,P...]    kernel-udp, viaduct-udp, bare-afxdp, viaduct-direct, viaduct-steered (default all)\n"
 		"  --size S[,S...]    Ethernet frame sizes without FCS, >= 64 (default 64,1500)\n"
@@ -159,7 +161,7 @@ static int parse_args(int argc, char **argv, struct perf_args *a)
 		{ "idle-ms", required_argument, NULL, O_IDLE },    { "json", no_argument, NULL, O_JSON },
 		{ "help", no_argument, NULL, O_HELP },             { 0 },
 	};
-	unsigned u;
+	unsigned u = 0;
 	int c;
 
 	memset(a, 0, sizeof(*a));
@@ -411,11 +413,17 @@ static int run_lab_path(const struct perf_args *a, enum vd__perf_path p, struct 
 {
 	char *sv[64], *cv[64], sstore[12][32], cstore[12][32];
 	const char *name = vd__perf_path_name(p);
-	int fds[2], st = 0, rc;
-	pid_t server, client;
 
 	side_argv(sv, 64, sstore, a, "h1", 1, name, 1);
 	side_argv(cv, 64, cstore, a, "h0", 0, name, 1);
+	return vd__perf_lab_pair(sv, cv, m);
+}
+
+int vd__perf_lab_pair(char **sv, char **cv, struct vd__perf_merge *m)
+{
+	int fds[2], st = 0, rc;
+	pid_t server, client;
+
 	if (pipe(fds) < 0)
 		return -errno;
 	fflush(stdout);
@@ -527,14 +535,32 @@ static int cmd_table(int argc, char **argv)
 		return 1;
 	}
 	t = vd__perf_table_new();
-	if (!t)
+	/* Messaging results (perf pingpong|bw|rate, which have "mmsgs") get their own table. */
+	struct vd__msg_table *mt = vd__msg_table_new();
+	unsigned nframes = 0, nmsg = 0;
+
+	if (!t || !mt) {
+		vd__perf_table_free(t);
+		vd__msg_table_free(mt);
 		return 1;
-	while (fgets(line, sizeof(line), f))
-		vd__perf_table_add_line(t, line);
+	}
+	while (fgets(line, sizeof(line), f)) {
+		if (strstr(line, "\"mmsgs\"")) {
+			vd__msg_table_add(mt, line);
+			nmsg++;
+		} else {
+			vd__perf_table_add_line(t, line);
+			nframes++;
+		}
+	}
 	if (f != stdin)
 		fclose(f);
-	vd__perf_table_print(t, stdout);
+	if (nframes || !nmsg)
+		vd__perf_table_print(t, stdout);
+	if (nmsg)
+		vd__msg_table_print(mt, stdout);
 	vd__perf_table_free(t);
+	vd__msg_table_free(mt);
 	return 0;
 }
 
@@ -546,6 +572,8 @@ int vd__cli_perf(int argc, char **argv)
 	/* argv[0] is "perf". */
 	if (argc >= 2 && !strcmp(argv[1], "table"))
 		return cmd_table(argc - 1, argv + 1);
+	if (argc >= 2 && vd__perf_msg_is_cmd(argv[1]))
+		return vd__perf_msg_main(argc - 1, argv + 1); /* pingpong|bw|rate: perf_msg.c */
 	if (argc < 2 || strcmp(argv[1], "frames")) {
 		usage(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
 		return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;

@@ -129,5 +129,19 @@ struct vd__perf_merge *vd__perf_merge_new(void);
 void vd__perf_merge_add(struct vd__perf_merge *m, const char *line);
 void vd__perf_merge_emit(struct vd__perf_merge *m, void (*emit)(void *ctx, const char *line), void *ctx);
 void vd__perf_merge_free(struct vd__perf_merge *m);
+/* perf_table.c: values of a flat JSON object line ("key": number / "key": "string"); 0 or -1. */
+int vd__perf_json_num(const char *line, const char *key, double *out);
+int vd__perf_json_str(const char *line, const char *key, char *out, size_t cap);
+
+/*
+ * perf.c, lab mode: runs the server argv sv and the client argv cv (each a `viaduct lab exec ...` command
+ * line) at once, feeds the client's stdout lines to m, stops the client if the server fails, reaps both.
+ * 0, or -EIO if either side failed.
+ */
+int vd__perf_lab_pair(char **sv, char **cv, struct vd__perf_merge *m);
+
+/* perf_msg.c: `viaduct perf pingpong|bw|rate[,...]` (the messaging benchmarks). */
+int vd__perf_msg_is_cmd(const char *arg);
+int vd__perf_msg_main(int argc, char **argv);
 
 #endif

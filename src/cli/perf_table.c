@@ -57,7 +57,7 @@ static const char *json_val(const char *line, const char *key)
 	return NULL;
 }
 
-static int json_num(const char *line, const char *key, double *out)
+int vd__perf_json_num(const char *line, const char *key, double *out)
 {
 	const char *v = json_val(line, key);
 	char *end;
@@ -87,8 +87,8 @@ void vd__perf_table_add_line(struct vd__perf_table *t, const char *line)
 	for (p = 0; p < VD_PERF_NPATHS; p++)
 		if (json_str_is(line, "path", vd__perf_path_name(p)))
 			break;
-	if (p == VD_PERF_NPATHS || json_num(line, "size", &size) < 0 ||
-	    json_num(line, stream ? "mpps" : "p50_us", &a) < 0 || json_num(line, stream ? "gbps" : "p99_us", &b) < 0)
+	if (p == VD_PERF_NPATHS || vd__perf_json_num(line, "size", &size) < 0 ||
+	    vd__perf_json_num(line, stream ? "mpps" : "p50_us", &a) < 0 || vd__perf_json_num(line, stream ? "gbps" : "p99_us", &b) < 0)
 		return;
 	for (i = 0; i < t->n; i++)
 		if (t->rows[i].stream == stream && t->rows[i].size == (unsigned)size)
@@ -207,7 +207,7 @@ void vd__perf_table_print(const struct vd__perf_table *t, FILE *out)
  * fields as they were, "reps" the number of rounds, every other number the median over the rounds.
  */
 #define MERGE_MAX_KEYS 16
-#define MERGE_MAX_LINES 64
+#define MERGE_MAX_LINES 256
 #define MERGE_MAX_ROUNDS 101
 
 struct merge_line {
@@ -233,7 +233,7 @@ void vd__perf_merge_free(struct vd__perf_merge *m)
 }
 
 /* Copies a string value of line's key into out; 0 or -1. */
-static int json_str(const char *line, const char *key, char *out, size_t cap)
+int vd__perf_json_str(const char *line, const char *key, char *out, size_t cap)
 {
 	const char *v = json_val(line, key), *end;
 	if (!v || *v != '"' || !(end = strchr(v + 1, '"')) || (size_t)(end - v - 1) >= cap)
@@ -247,8 +247,8 @@ void vd__perf_merge_add(struct vd__perf_merge *m, const char *line)
 {
 	char bench[16], path[24];
 	double size;
-	if (json_str(line, "bench", bench, sizeof(bench)) || json_str(line, "path", path, sizeof(path)) ||
-	    json_num(line, "size", &size) < 0)
+	if (vd__perf_json_str(line, "bench", bench, sizeof(bench)) || vd__perf_json_str(line, "path", path, sizeof(path)) ||
+	    vd__perf_json_num(line, "size", &size) < 0)
 		return;
 	struct merge_line *l = NULL;
 	for (unsigned i = 0; i < m->n && !l; i++)
