@@ -20,7 +20,7 @@ struct command {
 static const struct command commands[] = {
 	{ "lab", vd__cli_lab, "test hosts on this machine: network namespaces joined by veth" },
 	{ "stat", vd__cli_stat, "interfaces and endpoints of a running viaductd, with counters" },
-	{ "perf", vd__cli_perf, "frame benchmarks against kernel UDP and bare AF_XDP" },
+	{ "perf", vd__cli_perf, "frame and messaging benchmarks against kernel UDP/TCP, bare AF_XDP, libfabric" },
 };
 
 static void usage(FILE *f)
