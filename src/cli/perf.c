@@ -131,17 +131,22 @@ static int add_size(const char *tok, struct perf_args *a)
 	return 0;
 }
 
-static int parse_uint(const char *s, unsigned min, unsigned *out)
+int vd__perf_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 {
 	char *end;
 	unsigned long v = strtoul(s, &end, 10);
 
-	if (!*s || *end || v < min || v > 1000000000ul) {
-		fprintf(stderr, "viaduct perf: bad number '%s'\n", s);
+	if (!*s || *end || v < min || v > max) {
+		fprintf(stderr, "viaduct perf: bad number '%s' (%u..%u)\n", s, min, max);
 		return -1;
 	}
 	*out = (unsigned)v;
 	return 0;
+}
+
+static int parse_uint(const char *s, unsigned min, unsigned *out)
+{
+	return vd__perf_parse_uint(s, min, 1000000000u, out);
 }
 
 enum { O_LAB = 256, O_SERVER, O_CLIENT, O_PATH, O_SIZE, O_ITERS, O_WARMUP, O_REPS, O_DURATION, O_BURST,

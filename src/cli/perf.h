@@ -88,6 +88,9 @@ int vd__perf_iface_mtu(const char *ifname);
 /* Resolves peer_ip's MAC through the kernel's neighbour table (sending a datagram to start ARP first). */
 int vd__perf_resolve_mac(const char *ifname, const char *peer_ip, uint8_t mac[6]);
 
+/* Parses a decimal number in [min, max] for an option; prints why and returns -1 if it is not one. */
+int vd__perf_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out);
+
 /* Set by SIGINT/SIGTERM: every loop checks it, so transports are always closed (XDP detached). */
 extern volatile sig_atomic_t vd__perf_stop;
 

@@ -208,19 +208,6 @@ static int add_size(const char *tok, struct msg_args *a)
 	return 0;
 }
 
-static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-	char *end;
-	unsigned long v = strtoul(s, &end, 10);
-
-	if (!*s || *end || v < min || v > max) {
-		fprintf(stderr, "viaduct perf: bad number '%s' (%u..%u)\n", s, min, max);
-		return -1;
-	}
-	*out = (unsigned)v;
-	return 0;
-}
-
 enum { O_LAB = 256, O_SERVER, O_CLIENT, O_PATH, O_SIZE, O_ITERS, O_WARMUP, O_PPMS, O_DURATION, O_WINDOW,
        O_REPS, O_REFADDR, O_IFACE, O_REFIFACE, O_QUEUE, O_CPU, O_IDLE, O_JSON, O_PLOT, O_FI_ROUND, O_HELP };
 
@@ -269,18 +256,18 @@ static int parse_args(int argc, char **argv, struct msg_args *a)
 		case O_CLIENT: a->client = optarg; break;
 		case O_PATH: a->path_arg = optarg; bad = parse_list(optarg, add_path, a); break;
 		case O_SIZE: a->size_arg = optarg; bad = parse_list(optarg, add_size, a); break;
-		case O_ITERS: bad = parse_uint(optarg, 1, 10000000, &s->iters); break;
-		case O_WARMUP: bad = parse_uint(optarg, 0, 10000000, &s->warmup); break;
-		case O_PPMS: bad = parse_uint(optarg, 1, 600000, &s->pingpong_ms); break;
-		case O_DURATION: bad = parse_uint(optarg, 1, 600000, &s->duration_ms); break;
-		case O_WINDOW: bad = parse_uint(optarg, 1, 64, &s->window); break;
-		case O_REPS: bad = parse_uint(optarg, 1, 100, &a->reps); break;
+		case O_ITERS: bad = vd__perf_parse_uint(optarg, 1, 10000000, &s->iters); break;
+		case O_WARMUP: bad = vd__perf_parse_uint(optarg, 0, 10000000, &s->warmup); break;
+		case O_PPMS: bad = vd__perf_parse_uint(optarg, 1, 600000, &s->pingpong_ms); break;
+		case O_DURATION: bad = vd__perf_parse_uint(optarg, 1, 600000, &s->duration_ms); break;
+		case O_WINDOW: bad = vd__perf_parse_uint(optarg, 1, 64, &s->window); break;
+		case O_REPS: bad = vd__perf_parse_uint(optarg, 1, 100, &a->reps); break;
 		case O_REFADDR: s->ref_peer_ip = optarg; break;
 		case O_IFACE: s->iface = optarg; break;
 		case O_REFIFACE: s->ref_iface = optarg; break;
-		case O_QUEUE: bad = parse_uint(optarg, 0, 1023, &u); s->queue = (int)u; break;
-		case O_CPU: bad = parse_uint(optarg, 0, 4095, &u); a->cpu = (int)u; break;
-		case O_IDLE: bad = parse_uint(optarg, 1, 3600000, &s->idle_ms); break;
+		case O_QUEUE: bad = vd__perf_parse_uint(optarg, 0, 1023, &u); s->queue = (int)u; break;
+		case O_CPU: bad = vd__perf_parse_uint(optarg, 0, 4095, &u); a->cpu = (int)u; break;
+		case O_IDLE: bad = vd__perf_parse_uint(optarg, 1, 3600000, &s->idle_ms); break;
 		case O_JSON: a->json = 1; break;
 		case O_PLOT: a->plot = optarg; break;
 		case O_FI_ROUND: s->fi_first_round = 0; break;
