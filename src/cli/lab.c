@@ -503,12 +503,35 @@ static int open_log(const char *path)
 static void print_log_tail(const char *path);
 
 /*
+ * Runs argv (a `--daemon` program that returns once it serves) with its stderr appended to log; on failure
+ * says which command failed and shows the end of the log. what/where name it for the message.
+ */
+static int start_logged(char **argv, const char *what, const char *where, const char *log, int timeout_ms)
+{
+	char cmd[1024];
+	int logfd = open_log(log);
+	if (logfd < 0)
+		return -1;
+	struct vd__run_opts o = { .timeout_ms = timeout_ms, .stderr_fd = logfd };
+	int r = vd__run(argv, &o);
+	close(logfd);
+	if (r == 0)
+		return 0;
+	vd__run_format(argv, cmd, sizeof(cmd));
+	fprintf(stderr, "viaduct lab: %s did not start in %s: `%s` %s %d%s\n", what, where, cmd,
+		r > 0 ? "exited with" : "failed:", r > 0 ? r : -r, r > 0 ? "" : " (-errno)");
+	print_log_tail(log);
+	return -1;
+}
+
+
+/*
  * With --netem: host offloads off, then `viaduct lab relay --daemon` inside NAME-sw (this same binary),
  * which returns once every port's socket is open; its pid in /run/viaduct/lab/NAME-sw/relay.pid.
  */
 static int start_relay(const struct lab *l)
 {
-	char sw[32], dir[PATH_MAX], pid[PATH_MAX], log[PATH_MAX], seed[32], cmd[1024];
+	char sw[32], dir[PATH_MAX], pid[PATH_MAX], log[PATH_MAX], seed[32];
 	char ports[LAB_MAX_HOSTS * 5], self[PATH_MAX];
 
 	if (!l->netem)
@@ -532,22 +555,9 @@ static int start_relay(const struct lab *l)
 		off += (size_t)snprintf(ports + off, sizeof(ports) - off, "%sp%u", i ? "," : "", i);
 	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)l->ne.seed);
 	snprintf(self, sizeof(self), "%s", vd__cli_self());
-	int logfd = open_log(log);
-	if (logfd < 0)
-		return -1;
 	char *argv[] = { "ip", "netns", "exec", sw, self, "lab", "relay", "--group", ports, "--group", "r0,r1",
 			 "--netem", (char *)l->netem, "--seed", seed, "--pidfile", pid, "--daemon", NULL };
-	struct vd__run_opts o = { .timeout_ms = LAB_RELAY_START_MS, .stderr_fd = logfd };
-	int r = vd__run(argv, &o);
-	close(logfd);
-	if (r != 0) {
-		vd__run_format(argv, cmd, sizeof(cmd));
-		fprintf(stderr, "viaduct lab: the netem relay did not start in %s: `%s` %s %d%s\n", sw, cmd,
-			r > 0 ? "exited with" : "failed:", r > 0 ? r : -r, r > 0 ? "" : " (-errno)");
-		print_log_tail(log);
-		return -1;
-	}
-	return 0;
+	return start_logged(argv, "the netem relay", sw, log, LAB_RELAY_START_MS);
 }
 
 /*
@@ -637,7 +647,7 @@ static void print_log_tail(const char *path)
  */
 static int start_daemon(const struct lab *l, unsigned i)
 {
-	char ns[32], dir[PATH_MAX], sock[PATH_MAX], pid[PATH_MAX], log[PATH_MAX], bin[PATH_MAX], cmd[1024];
+	char ns[32], dir[PATH_MAX], sock[PATH_MAX], pid[PATH_MAX], log[PATH_MAX], bin[PATH_MAX];
 	host_ns(ns, sizeof(ns), l->name, i);
 	run_path(dir, sizeof(dir), ns, "");
 	run_path(sock, sizeof(sock), ns, "viaductd.sock");
@@ -647,24 +657,11 @@ static int start_daemon(const struct lab *l, unsigned i)
 		fprintf(stderr, "viaduct lab: mkdir %s: %s\n", dir, strerror(errno));
 		return -1;
 	}
-	int logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-	if (logfd < 0) {
-		fprintf(stderr, "viaduct lab: %s: %s\n", log, strerror(errno));
-		return -1;
-	}
 	char *argv[] = { "ip", "netns", "exec", ns, (char *)viaductd_path(bin, sizeof(bin)), "--iface", "eth0",
 			 "--socket", sock, "--pidfile", pid, "--log", log, "--daemon",
 			 l->group ? "--group" : NULL, (char *)l->group, NULL };
-	struct vd__run_opts o = { .timeout_ms = LAB_DAEMON_START_MS, .stderr_fd = logfd };
-	int r = vd__run(argv, &o);
-	close(logfd);
-	if (r != 0) {
-		vd__run_format(argv, cmd, sizeof(cmd));
-		fprintf(stderr, "viaduct lab: viaductd did not start in %s: `%s` %s %d%s\n", ns, cmd,
-			r > 0 ? "exited with" : "failed:", r > 0 ? r : -r, r > 0 ? "" : " (-errno)");
-		print_log_tail(log);
+	if (start_logged(argv, "viaductd", ns, log, LAB_DAEMON_START_MS))
 		return -1;
-	}
 	struct stat st;
 	if (stat(sock, &st) < 0 || !S_ISSOCK(st.st_mode)) {
 		fprintf(stderr, "viaduct lab: viaductd in %s reported success but %s is not a socket\n", ns, sock);
