@@ -12,6 +12,8 @@
  *   udp  plain kernel UDP socket (recvmmsg/sendmmsg): no daemon, no privilege.
  *   sim  in-process simulated link with seeded loss, duplication, reordering, delay and corruption, and a
  *        virtual clock: a protocol test over it replays exactly.
+ * In front of xdp or udp, same-host shared memory (vd_nic_opts.same_host_shm) can carry the frames to
+ * peers on this host or in this network namespace.
  *
  * Threading: a nic is used by one thread at a time. Distinct nics are independent.
  *
@@ -75,6 +77,16 @@ struct vd_nic_opts {
 	uint32_t ring_frames;      /* xdp: RX/TX ring and UMEM sizing (power of two); 0: default 2048 */
 	uint32_t steer_ring_bytes; /* xdp: size of the software-steering ring (power of two); 0: default */
 	struct vd_sim_link *sim;   /* sim: the link to attach to (required) */
+	/*
+	 * Same-host shared memory (xdp and udp; ignored on sim). > 0: frames to a peer on this host or in this
+	 * network namespace move through a shared-memory channel once one is up (set up automatically, in the
+	 * background, with any peer that has this on and runs under the same uid), the primary backend
+	 * otherwise; the nic's semantics do not change (frames may be reordered while a peer switches paths,
+	 * as datagrams may be anyway). vd_nic_backend_name() still names the primary; vd_nic_stats() counts
+	 * the shm traffic in its shm_* fields. 0 (default): off for vd_nic_open(), on for vd_ep_open().
+	 * < 0: off everywhere.
+	 */
+	int same_host_shm;
 };
 
 struct vd_frame {
@@ -90,6 +102,10 @@ struct vd_nic_stats {
 	uint64_t rx_malformed;  /* dropped by the library: bad headers, checksum, length */
 	uint64_t rx_dropped;    /* dropped before the library saw them (ring full), where the backend knows */
 	uint64_t tx_busy;       /* tx_alloc/tx_burst found no room */
+	/* Same-host shared memory (opts.same_host_shm), already included in the totals above; 0 otherwise. */
+	uint64_t shm_rx_frames, shm_tx_frames;
+	uint64_t shm_channels;  /* channels up now */
+	uint64_t shm_errors;    /* channel set-ups refused or failed, rings abandoned as corrupt */
 };
 
 struct vd_nic;

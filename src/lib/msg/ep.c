@@ -75,6 +75,8 @@ VD_API int vd_ep_open(struct vd_ep **out, const struct vd_ep_opts *opts)
 	}
 	ep->hmask = VD__HASH_BUCKETS - 1;
 
+	if (o.nic.same_host_shm == 0)
+		o.nic.same_host_shm = 1; /* same-host peers through shared memory unless asked not to */
 	rc = vd_nic_open(&ep->nic, &o.nic);
 	if (rc < 0) {
 		free(ep->htab);

@@ -99,6 +99,10 @@ static void *bg_main(void *arg)
 		int work = vd__progress(ep);
 		uint64_t d = vd__next_deadline(ep);
 		uint64_t now = ep->now;
+		/* Arm the nic's wakeups before sleeping on its fd (viaduct/nic.h, vd_nic_fd): without this the
+		 * xdp and shm paths never signal it and a frame would wait for the 1 ms timeout. */
+		if (!work)
+			work = vd_nic_wait(ep->nic, 0) > 0;
 		pthread_mutex_unlock(&ep->lock);
 		if (work)
 			continue;

@@ -61,8 +61,16 @@ VD_API int vd_nic_open(struct vd_nic **out, const struct vd_nic_opts *opts)
 	default:
 		return -EINVAL;
 	}
-	if (rc < 0)
+	if (rc < 0) {
 		*out = NULL;
+		return rc;
+	}
+	/* Same-host peers through shared memory: the sim link is in-process and virtual, so never there. */
+	if (opts->same_host_shm > 0 && opts->backend != VD_BACKEND_SIM) {
+		rc = vd__nic_mux_open(out, *out);
+		if (rc < 0)
+			*out = NULL;
+	}
 	return rc < 0 ? rc : 0;
 }
 
@@ -174,5 +182,8 @@ VD_API uint64_t vd_nic_now_ns(const struct vd_nic *nic)
 
 VD_API void vd_nic_stats(const struct vd_nic *nic, struct vd_nic_stats *out)
 {
-	*out = nic->stats;
+	if (nic->ops->stats)
+		nic->ops->stats(nic, out);
+	else
+		*out = nic->stats;
 }

@@ -16,6 +16,8 @@ struct vd_nic_ops {
 	int (*wait)(struct vd_nic *nic, int timeout_ms);
 	uint64_t (*now_ns)(const struct vd_nic *nic);
 	void (*close)(struct vd_nic *nic);
+	/* Optional: fills *out (a backend whose counters are not all in nic->stats); NULL: nic->stats. */
+	void (*stats)(const struct vd_nic *nic, struct vd_nic_stats *out);
 };
 
 struct vd_nic {
@@ -30,6 +32,10 @@ struct vd_nic {
 int vd__nic_udp_open(struct vd_nic **out, const struct vd_nic_opts *opts);
 int vd__nic_sim_open(struct vd_nic **out, const struct vd_nic_opts *opts);
 int vd__nic_xdp_open(struct vd_nic **out, const struct vd_nic_opts *opts);
+/* Wraps an open primary (xdp or udp) with same-host shared-memory channels (nic_mux.c). Takes ownership of
+ * primary: on failure it is closed. Frame cookies with bit 62 set belong to the mux: the backends never
+ * set it (xdp: bit 63 and UMEM offsets; udp: a counter; sim: a pointer). */
+int vd__nic_mux_open(struct vd_nic **out, struct vd_nic *primary);
 
 /* CLOCK_MONOTONIC in ns, for the real backends. */
 uint64_t vd__mono_ns(void);
