@@ -565,39 +565,31 @@ static int start_relay(const struct lab *l)
  * carrier comes up asynchronously after both ends are up, and a benchmark started at once would lose its
  * first frames. Runs in a child that enters the namespace, since an ioctl socket belongs to its creator's.
  */
+static int carrier_here(const void *arg)
+{
+	unsigned nifs = *(const unsigned *)arg;
+	const char *ifs[] = { "eth0", "ref0" };
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	for (int tries = 0; s >= 0 && tries < LAB_CARRIER_WAIT_MS / 10; tries++) {
+		unsigned up = 0;
+		for (unsigned k = 0; k < nifs; k++) {
+			struct ifreq r = { 0 };
+			snprintf(r.ifr_name, sizeof(r.ifr_name), "%s", ifs[k]);
+			up += ioctl(s, SIOCGIFFLAGS, &r) == 0 && (r.ifr_flags & IFF_RUNNING);
+		}
+		if (up == nifs)
+			return 0;
+		usleep(10000);
+	}
+	return -1;
+}
+
 static int wait_carrier(const struct lab *l, unsigned i)
 {
-	char ns[32], p[PATH_MAX];
+	char ns[32];
+	unsigned nifs = i < 2 ? 2 : 1; /* ref0 exists on h0 and h1 only */
 	host_ns(ns, sizeof(ns), l->name, i);
-	snprintf(p, sizeof(p), "%s/%s", LAB_NETNS_DIR, ns);
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		int nsfd = open(p, O_RDONLY | O_CLOEXEC);
-		if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) < 0)
-			_exit(1);
-		int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		const char *ifs[] = { "eth0", "ref0" };
-		unsigned nifs = i < 2 ? 2 : 1;
-		for (int tries = 0; s >= 0 && tries < LAB_CARRIER_WAIT_MS / 10; tries++) {
-			unsigned up = 0;
-			for (unsigned k = 0; k < nifs; k++) {
-				struct ifreq r = { 0 };
-				snprintf(r.ifr_name, sizeof(r.ifr_name), "%s", ifs[k]);
-				up += ioctl(s, SIOCGIFFLAGS, &r) == 0 && (r.ifr_flags & IFF_RUNNING);
-			}
-			if (up == nifs)
-				_exit(0);
-			usleep(10000);
-		}
-		_exit(1);
-	}
-	int st;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+	if (in_netns(ns, carrier_here, &nifs) == 0)
 		return 0;
 	fprintf(stderr, "viaduct lab: links of %s have no carrier after %d ms\n", ns, LAB_CARRIER_WAIT_MS);
 	return -1;
