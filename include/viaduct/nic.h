@@ -67,6 +67,21 @@ enum vd_rx_mode {
 
 struct vd_sim_link;
 
+/* What a frame's data is (vd_nic_opts.layer). */
+enum vd_nic_layer {
+	VD_NIC_LAYER_UDP = 0, /* a UDP payload; peer is the remote IP and UDP port (the default) */
+	/*
+	 * A whole IPv4 packet, header first (for a user-level TCP/IP: src/lib/sock). xdp and sim only.
+	 * RX: TCP and UDP packets addressed to a port this endpoint owns (its own UDP port, and every port
+	 * added with vd_nic_port_add()); the nic checks the IPv4 header (version, IHL, lengths, header
+	 * checksum, no fragments) and drops and counts what fails, the L4 header and checksum are the
+	 * caller's to check; peer.ip is the source address, peer.port 0. TX: the caller writes the complete
+	 * IPv4 packet, checksums included; peer.ip is the destination (the nic resolves the next hop and
+	 * adds the link header). vd_nic_max_payload() is then the largest IPv4 packet (the IP MTU).
+	 */
+	VD_NIC_LAYER_IPV4,
+};
+
 struct vd_nic_opts {
 	enum vd_backend backend;
 	enum vd_rx_mode rx_mode;   /* xdp only */
@@ -87,6 +102,7 @@ struct vd_nic_opts {
 	 * < 0: off everywhere.
 	 */
 	int same_host_shm;
+	enum vd_nic_layer layer;   /* xdp and sim; VD_NIC_LAYER_IPV4 requires same_host_shm <= 0 */
 };
 
 struct vd_frame {
@@ -148,6 +164,22 @@ VD_API int vd_nic_wait(struct vd_nic *nic, int timeout_ms);
 VD_API uint64_t vd_nic_now_ns(const struct vd_nic *nic);
 
 VD_API void vd_nic_stats(const struct vd_nic *nic, struct vd_nic_stats *out);
+
+/*
+ * Port ownership beyond the endpoint's own UDP port (xdp and sim). proto is IPPROTO_TCP or IPPROTO_UDP.
+ * vd_nic_port_add: from now on, packets to (this endpoint's IP, proto, *port_be) come to this nic; the
+ * port is reserved host-wide (kernel sockets cannot bind it). *port_be == 0 picks a free ephemeral port
+ * and writes it back. -EADDRINUSE when another endpoint or a kernel socket holds it, -ENOSPC past the
+ * daemon's per-endpoint limit, -EOPNOTSUPP on udp.
+ * vd_nic_port_del: gives it back. hold_ms > 0 keeps it reserved (steered nowhere: packets to it are
+ * dropped, never answered by the kernel) for that long, the daemon's way of keeping TCP TIME-WAIT
+ * (RFC 9293 3.6.1) after the process closed or exited; 0 frees it at once.
+ * When the process exits or crashes, viaductd reclaims its ports: ephemeral TCP ports (those it picked) are
+ * held for its TIME-WAIT period, as their connections may not have ended cleanly; ports asked for by
+ * number are freed at once (a restarted server binds again, as SO_REUSEADDR allows with the kernel).
+ */
+VD_API int vd_nic_port_add(struct vd_nic *nic, int proto, uint16_t *port_be);
+VD_API int vd_nic_port_del(struct vd_nic *nic, int proto, uint16_t port_be, uint32_t hold_ms);
 
 /* --- sim backend ---------------------------------------------------------------------------------- */
 
