@@ -24,6 +24,7 @@
 
 #include "cli.h"
 #include "perf.h"
+#include "perf_sock.h"
 #include "perf_msg.h"
 
 volatile sig_atomic_t vd__perf_stop;
@@ -68,6 +69,7 @@ static void usage(FILE *f)
 		"usage: viaduct perf frames [--lab NAME | --server | --client ADDR] [options]\n"
 		"       viaduct perf table FILE\n"
 		"       viaduct perf pingpong|bw|rate[,...] --help   (messaging benchmarks)\n"
+		"       viaduct perf sockets --help                   (programs under `viaduct run` against the kernel)\n"
 		"options:\n"
 		"  --path P[,P...]    kernel-udp, viaduct-udp, bare-afxdp, viaduct-direct, viaduct-steered (default all)\n"
 		"  --size S[,S...]    Ethernet frame sizes without FCS, >= 64 (default 64,1500)\n"
@@ -577,6 +579,17 @@ int vd__cli_perf(int argc, char **argv)
 	/* argv[0] is "perf". */
 	if (argc >= 2 && !strcmp(argv[1], "table"))
 		return cmd_table(argc - 1, argv + 1);
+	if (argc >= 2 && (!strcmp(argv[1], "sockets") || !strcmp(argv[1], "conn-server") ||
+			  !strcmp(argv[1], "conn-client"))) {
+		/* Their loops check vd__perf_stop: ^C or SIGTERM ends them cleanly (servers close, children stop). */
+		struct sigaction sa = { .sa_handler = on_signal };
+
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		if (!strcmp(argv[1], "sockets"))
+			return vd__perf_sock_main(argc - 1, argv + 1);
+		return vd__perf_conn_main(argc - 1, argv + 1); /* the sides of `perf sockets --bench connrate` */
+	}
 	if (argc >= 2 && vd__perf_msg_is_cmd(argv[1]))
 		return vd__perf_msg_main(argc - 1, argv + 1); /* pingpong|bw|rate: perf_msg.c */
 	if (argc < 2 || strcmp(argv[1], "frames")) {

@@ -12,15 +12,13 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "perf.h"
+#include "run_cmd.h"
 #include "perf_msg.h"
 
 #define FI_RUN_TIMEOUT_MS 20000
@@ -59,57 +57,14 @@ static unsigned fi_iters(const struct vd__msg_side *s, enum vd__msg_path p)
 	return s->iters < cap ? s->iters : cap;
 }
 
-/* Runs fi_pingpong with args; collects its stdout in out (if non-NULL). Returns its exit status. */
+/* Runs fi_pingpong with args; collects its output in out (if non-NULL). Returns its exit status. */
 static int run_fi(char **argv, char *out, size_t cap)
 {
-	int fds[2], st = 0;
-	size_t have = 0;
-	pid_t pid;
+	struct vd__run_opts o = { .timeout_ms = FI_RUN_TIMEOUT_MS, .quiet = !out, .stderr_fd = -1,
+				  .capture = out, .capture_cap = out ? cap : 0 };
+	int r = vd__run(argv, &o);
 
-	if (pipe(fds) < 0)
-		return -errno;
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		close(fds[0]);
-		close(fds[1]);
-		return -errno;
-	}
-	if (pid == 0) {
-		dup2(fds[1], STDOUT_FILENO);
-		dup2(fds[1], STDERR_FILENO);
-		close(fds[0]);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	close(fds[1]);
-	uint64_t end = vd__perf_now_ns() + FI_RUN_TIMEOUT_MS * 1000000ull;
-
-	for (;;) {
-		struct pollfd pfd = { .fd = fds[0], .events = POLLIN };
-		uint64_t now = vd__perf_now_ns();
-
-		if (now >= end || vd__perf_stop) {
-			kill(pid, SIGKILL);
-			break;
-		}
-		if (poll(&pfd, 1, 100) <= 0)
-			continue;
-		char tmp[1024];
-		ssize_t n = read(fds[0], tmp, sizeof(tmp));
-
-		if (n <= 0)
-			break;
-		if (out && have + (size_t)n < cap) {
-			memcpy(out + have, tmp, (size_t)n);
-			have += (size_t)n;
-		}
-	}
-	close(fds[0]);
-	if (out)
-		out[have] = '\0';
-	waitpid(pid, &st, 0);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	return r < 0 ? 128 : r;
 }
 
 /* The result row: the first line after the header that starts with a number; its 7th column. */

@@ -12,6 +12,8 @@ struct vd__run_opts {
 	int timeout_ms;     /* kill the child (SIGKILL) after this long; <= 0: wait forever */
 	int quiet;          /* child's stdout and stderr go to /dev/null */
 	int stderr_fd;      /* >= 0: child's stdout and stderr go to this fd instead (quiet ignored) */
+	char *capture;      /* non-NULL: child's stdout and stderr are collected here instead (NUL-terminated, */
+	size_t capture_cap; /* cut at capture_cap - 1 bytes; stderr_fd and quiet ignored) */
 };
 
 /*
