@@ -78,9 +78,14 @@ enum vd_nic_layer {
 	 * caller's to check; peer.ip is the source address, peer.port 0. TX: the caller writes the complete
 	 * IPv4 packet, checksums included; peer.ip is the destination (the nic resolves the next hop and
 	 * adds the link header). vd_nic_max_payload() is then the largest IPv4 packet (the IP MTU).
+	 * TX checksum help (optional): with peer.port = VD_NIC_TX_L4_CSUM, the caller leaves in the TCP or
+	 * UDP checksum field only the folded pseudo-header sum (not complemented: Linux's CHECKSUM_PARTIAL)
+	 * and the nic completes it, in the device through AF_XDP TX metadata where viaductd offers that,
+	 * in software otherwise; peer.port 0 sends the packet exactly as written.
 	 */
 	VD_NIC_LAYER_IPV4,
 };
+#define VD_NIC_TX_L4_CSUM 1
 
 struct vd_nic_opts {
 	enum vd_backend backend;

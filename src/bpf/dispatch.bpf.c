@@ -12,6 +12,8 @@
  *   4. Not UDP or TCP (ICMP, IGMP, ...): XDP_PASS.
  *   5. UDP/TCP header truncated (or UDP length below 8): XDP_PASS + `malformed`.
  *   6. {dst ip, dst port, proto} not in vd_ports: XDP_PASS (kernel sockets keep working) + `passed`.
+ *   6b. A held port (VD_BPF_EP_HOLD: its endpoint let it go, viaductd keeps it through TIME-WAIT):
+ *      XDP_DROP and count `held`. Not to the kernel, whose reservation socket would answer with a RST.
  *   7. Owned by a direct endpoint and arrived on its queue: redirect to its XSK (vd_xsks[queue]).
  *      If that XSK slot is empty (endpoint being set up or torn down) the frame falls through to 8:
  *      it belongs to the endpoint, so it must not leak to the kernel.
@@ -223,6 +225,12 @@ int vd_dispatch(struct xdp_md *ctx)
 	ep = bpf_map_lookup_elem(&vd_ports, &slot);
 	if (!ep || !(ep->flags & VD_BPF_EP_VALID) || ep->ip_be != ip->daddr)
 		goto pass;
+
+	/* Rule 6b: held ports. */
+	if (ep->flags & VD_BPF_EP_HOLD) {
+		GLOB_INC(g, held);
+		return XDP_DROP;
+	}
 
 	ep_id = ep->ep_id;
 	es = bpf_map_lookup_elem(&vd_ep_stats, &ep_id);

@@ -24,6 +24,11 @@ static inline __u32 vd_bpf_port_index(__u8 proto, __u16 port_host)
 
 #define VD_BPF_EP_DIRECT 1u   /* frames arriving on ep.queue are redirected to the endpoint's XSK */
 #define VD_BPF_EP_VALID 2u    /* the slot is in use (array slots cannot be deleted, only cleared) */
+/*
+ * A held port (VALID | HOLD): owned by no endpoint, still reserved in the kernel; its frames are dropped,
+ * so the kernel never answers them (TCP TIME-WAIT kept by viaductd, RFC 9293 3.6.1). ep_id is meaningless.
+ */
+#define VD_BPF_EP_HOLD 4u
 
 struct vd_bpf_ep {
 	__u32 ep_id;    /* index into vd_rings and vd_ep_stats */
@@ -62,6 +67,7 @@ struct vd_bpf_glob_stats {
 	__u64 redirected;
 	__u64 ring_full;
 	__u64 too_big;
+	__u64 held;      /* dropped: a held port's frame */
 };
 
 #endif

@@ -5,8 +5,10 @@
  *
  * Columns of the endpoint table: rx frames = frames the dispatcher delivered (redirected to the XSK +
  * copied to the steering ring), rx drops = dispatcher drops (ring full) + the XSK's own drops (rx_dropped,
- * rx_ring_full from XDP_STATISTICS); tx and malformed are the library's counts from the shared page. The
- * JSON object carries every raw counter.
+ * rx_ring_full from XDP_STATISTICS); tx and malformed are the library's counts from the shared page. Then
+ * the sockets layer's counters of each endpoint (open TCP and UDP sockets, sockets handed to the kernel)
+ * with the ports added to it, and the ports viaductd holds (TCP TIME-WAIT after an endpoint let them go).
+ * The JSON object carries every raw counter.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,6 +29,7 @@ struct stat_data {
 	struct vd_ctl_stat_rep hdr;
 	struct vd_ctl_stat_iface ifaces[VD_CTL_MAX_IFACES];
 	struct vd_ctl_stat_ep *eps; /* hdr.n_eps entries */
+	struct vd_ctl_stat_port *ports; /* hdr.n_ports entries */
 };
 
 static const char *xdp_mode_name(uint32_t m)
@@ -85,7 +88,68 @@ static int fetch(const char *path, struct stat_data *d, const char **why)
 	if (!d->eps)
 		return -ENOMEM;
 	memcpy(d->eps, p, d->hdr.n_eps * sizeof(*d->eps));
+	p += d->hdr.n_eps * sizeof(*d->eps);
+	d->ports = calloc(d->hdr.n_ports ? d->hdr.n_ports : 1, sizeof(*d->ports));
+	if (!d->ports)
+		return -ENOMEM;
+	memcpy(d->ports, p, d->hdr.n_ports * sizeof(*d->ports));
 	return 0;
+}
+
+static const char *proto_name(uint8_t p)
+{
+	return p == VD_CTL_PROTO_TCP ? "tcp" : "udp";
+}
+
+/* The ports of endpoint ep_id as "tcp/80 udp/53 tcp/40123*" (* = ephemeral), cut to fit buf. */
+static void ep_ports_str(const struct stat_data *d, uint32_t ep_id, char *buf, size_t cap)
+{
+	size_t at = 0;
+
+	buf[0] = '\0';
+	for (uint32_t i = 0; i < d->hdr.n_ports && at + 1 < cap; i++) {
+		const struct vd_ctl_stat_port *sp = &d->ports[i];
+		if ((sp->flags & VD_CTL_STAT_PORT_HELD) || sp->ep_id != ep_id)
+			continue;
+		int n = snprintf(buf + at, cap - at, "%s%s/%u%s", at ? " " : "", proto_name(sp->proto),
+				 ntohs(sp->port_be), (sp->flags & VD_CTL_STAT_PORT_EPHEMERAL) ? "*" : "");
+		if (n < 0 || (size_t)n >= cap - at) {
+			buf[at] = '\0';
+			break;
+		}
+		at += (size_t)n;
+	}
+}
+
+static void print_held(const struct stat_data *d)
+{
+	uint32_t held = 0;
+
+	for (uint32_t i = 0; i < d->hdr.n_ports; i++)
+		held += (d->ports[i].flags & VD_CTL_STAT_PORT_HELD) != 0;
+	if (!held)
+		return;
+	printf("\nheld ports (frames dropped until the hold ends):\n");
+	for (uint32_t i = 0; i < d->hdr.n_ports; i++) {
+		const struct vd_ctl_stat_port *sp = &d->ports[i];
+		if (sp->flags & VD_CTL_STAT_PORT_HELD)
+			printf("  %s/%u ifindex %" PRIu32 " %" PRIu32 " ms left\n", proto_name(sp->proto),
+			       ntohs(sp->port_be), sp->ifindex, sp->hold_left_ms);
+	}
+}
+
+static void print_ports(const struct stat_data *d)
+{
+	char ports[160];
+
+	printf("\n%5s %8s %8s %9s %6s  %s\n", "EP", "SOCK_TCP", "SOCK_UDP", "FALLBACK", "PORTS", "(* = ephemeral)");
+	for (uint32_t i = 0; i < d->hdr.n_eps; i++) {
+		const struct vd_ctl_stat_ep *e = &d->eps[i];
+		ep_ports_str(d, e->ep_id, ports, sizeof(ports));
+		printf("%5" PRIu32 " %8" PRIu64 " %8" PRIu64 " %9" PRIu64 " %6" PRIu32 "  %s\n", e->ep_id,
+		       e->lib.sock_tcp, e->lib.sock_udp, e->lib.sock_fallback, e->n_ports, ports);
+	}
+	print_held(d);
 }
 
 static void print_text(const struct stat_data *d)
@@ -106,6 +170,7 @@ static void print_text(const struct stat_data *d)
 	}
 	if (d->hdr.n_eps == 0) {
 		printf("\nno endpoints\n");
+		print_held(d);
 		return;
 	}
 	printf("\n%5s %7s %6s %-21s %-7s %5s %12s %14s %8s %12s %14s %9s\n", "EP", "PID", "UID", "ADDR", "RX",
@@ -120,6 +185,7 @@ static void print_text(const struct stat_data *d)
 		       e->ep_id, e->pid, e->uid, addr, rx_mode_name(e->rx_mode), e->queue, ep_rx_frames(e), e->rx_bytes,
 		       ep_rx_drops(e), e->lib.tx_frames, e->lib.tx_bytes, e->lib.rx_malformed);
 	}
+	print_ports(d);
 }
 
 /* Interface names come from the kernel, but a JSON string is only ever written escaped. */
@@ -151,9 +217,9 @@ static void print_json(const struct stat_data *d)
 		printf(", \"ifindex\": %" PRIu32 ", \"ip\": \"%s\", \"mtu\": %" PRIu32 ", \"queues\": %" PRIu32
 		       ", \"xdp_mode\": \"%s\", \"passed\": %" PRIu64 ", \"malformed\": %" PRIu64
 		       ", \"steered\": %" PRIu64 ", \"redirected\": %" PRIu64 ", \"ring_full\": %" PRIu64
-		       ", \"too_big\": %" PRIu64 "}",
+		       ", \"too_big\": %" PRIu64 ", \"held\": %" PRIu64 "}",
 		       f->ifindex, ip, f->mtu, f->queues, xdp_mode_name(f->xdp_mode), f->passed, f->malformed,
-		       f->steered, f->redirected, f->ring_full, f->too_big);
+		       f->steered, f->redirected, f->ring_full, f->too_big, f->held);
 	}
 	printf("], \"endpoints\": [");
 	for (uint32_t i = 0; i < d->hdr.n_eps; i++) {
@@ -167,11 +233,26 @@ static void print_json(const struct stat_data *d)
 		       ", \"rx_bytes\": %" PRIu64 ", \"rx_dropped\": %" PRIu64 ", \"xsk_rx_dropped\": %" PRIu64
 		       ", \"xsk_rx_ring_full\": %" PRIu64 ", \"xsk_tx_invalid\": %" PRIu64
 		       ", \"lib_rx_frames\": %" PRIu64 ", \"lib_rx_bytes\": %" PRIu64 ", \"tx_frames\": %" PRIu64
-		       ", \"tx_bytes\": %" PRIu64 ", \"tx_busy\": %" PRIu64 ", \"malformed\": %" PRIu64 "}",
+		       ", \"tx_bytes\": %" PRIu64 ", \"tx_busy\": %" PRIu64 ", \"malformed\": %" PRIu64
+		       ", \"sock_tcp\": %" PRIu64 ", \"sock_udp\": %" PRIu64 ", \"sock_fallback\": %" PRIu64
+		       ", \"n_ports\": %" PRIu32 "}",
 		       ip, ntohs(e->port_be), rx_mode_name(e->rx_mode), e->queue, ep_rx_frames(e), e->rx_redirected,
 		       e->rx_steered, e->rx_bytes, e->rx_dropped, e->xsk_rx_dropped, e->xsk_rx_ring_full,
 		       e->xsk_tx_invalid, e->lib.rx_frames, e->lib.rx_bytes, e->lib.tx_frames, e->lib.tx_bytes,
-		       e->lib.tx_busy, e->lib.rx_malformed);
+		       e->lib.tx_busy, e->lib.rx_malformed, e->lib.sock_tcp, e->lib.sock_udp, e->lib.sock_fallback,
+		       e->n_ports);
+	}
+	printf("], \"ports\": [");
+	for (uint32_t i = 0; i < d->hdr.n_ports; i++) {
+		const struct vd_ctl_stat_port *sp = &d->ports[i];
+		int is_held = (sp->flags & VD_CTL_STAT_PORT_HELD) != 0;
+		printf("%s{\"proto\": \"%s\", \"port\": %u, \"ifindex\": %" PRIu32 ", \"ephemeral\": %s, \"held\": %s",
+		       i ? ", " : "", proto_name(sp->proto), ntohs(sp->port_be), sp->ifindex,
+		       (sp->flags & VD_CTL_STAT_PORT_EPHEMERAL) ? "true" : "false", is_held ? "true" : "false");
+		if (is_held)
+			printf(", \"hold_left_ms\": %" PRIu32 "}", sp->hold_left_ms);
+		else
+			printf(", \"ep\": %" PRIu32 "}", sp->ep_id);
 	}
 	printf("]}\n");
 }
@@ -234,5 +315,6 @@ int vd__cli_stat(int argc, char **argv)
 	else
 		print_text(&d);
 	free(d.eps);
+	free(d.ports);
 	return 0;
 }

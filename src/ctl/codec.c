@@ -27,6 +27,9 @@ static const struct vd__ctl_layout layouts[VD_CTL_TYPE_MAX_ + 1] = {
 	[VD_CTL_PORT_RESERVE] = { "port-reserve", sizeof(struct vd_ctl_port_req), sizeof(struct vd_ctl_port_rep),
 				  0, 0 },
 	[VD_CTL_PORT_RELEASE] = { "port-release", sizeof(struct vd_ctl_port_req), 0, 0, 0 },
+	[VD_CTL_EP_PORT_ADD] = { "ep-port-add", sizeof(struct vd_ctl_ep_port_req), sizeof(struct vd_ctl_port_rep),
+				 0, 0 },
+	[VD_CTL_EP_PORT_DEL] = { "ep-port-del", sizeof(struct vd_ctl_ep_port_req), 0, 0, 0 },
 };
 
 const char *vd__ctl_type_name(uint16_t type)
@@ -105,6 +108,16 @@ static int check_port_req(const struct vd_ctl_port_req *r)
 	return (r->proto == VD_CTL_PROTO_UDP || r->proto == VD_CTL_PROTO_TCP) ? 0 : -EBADMSG;
 }
 
+static int check_ep_port_req(const struct vd_ctl_ep_port_req *r, uint16_t type)
+{
+	if ((r->proto != VD_CTL_PROTO_UDP && r->proto != VD_CTL_PROTO_TCP) || r->_pad != 0)
+		return -EBADMSG;
+	if (type == VD_CTL_EP_PORT_ADD)
+		return r->hold_ms == 0 ? 0 : -EBADMSG;
+	/* DEL names a port it owns (never 0) and holds it for a bounded time. */
+	return (r->port_be != 0 && r->hold_ms <= VD_CTL_HOLD_MAX_MS) ? 0 : -EBADMSG;
+}
+
 /* STAT reply: header counts, then exactly that many records of each kind, all within bounds. */
 static int check_stat_rep(const void *p, size_t len)
 {
@@ -114,8 +127,10 @@ static int check_stat_rep(const void *p, size_t len)
 	memcpy(&s, p, sizeof(s));
 	if (s.n_ifaces > VD_CTL_MAX_IFACES || s.n_eps > VD_CTL_MAX_EPS)
 		return -EBADMSG;
+	/* 32-bit counts times small record sizes cannot overflow a 64-bit size_t. */
 	size_t want = sizeof(s) + (size_t)s.n_ifaces * sizeof(struct vd_ctl_stat_iface) +
-		      (size_t)s.n_eps * sizeof(struct vd_ctl_stat_ep);
+		      (size_t)s.n_eps * sizeof(struct vd_ctl_stat_ep) +
+		      (size_t)s.n_ports * sizeof(struct vd_ctl_stat_port);
 	if (len != want)
 		return -EBADMSG;
 	const char *at = (const char *)p + sizeof(s);
@@ -125,6 +140,13 @@ static int check_stat_rep(const void *p, size_t len)
 	for (uint32_t i = 0; i < s.n_eps; i++, at += sizeof(struct vd_ctl_stat_ep))
 		if (!has_nul(((const struct vd_ctl_stat_ep *)(const void *)at)->ifname, VD_CTL_IFNAMSIZ))
 			return -EBADMSG;
+	for (uint32_t i = 0; i < s.n_ports; i++, at += sizeof(struct vd_ctl_stat_port)) {
+		struct vd_ctl_stat_port sp;
+		memcpy(&sp, at, sizeof(sp));
+		if ((sp.proto != VD_CTL_PROTO_UDP && sp.proto != VD_CTL_PROTO_TCP) ||
+		    (sp.flags & ~(VD_CTL_STAT_PORT_EPHEMERAL | VD_CTL_STAT_PORT_HELD)))
+			return -EBADMSG;
+	}
 	return 0;
 }
 
@@ -164,6 +186,12 @@ int vd__ctl_check(const void *buf, size_t len, int is_reply)
 			struct vd_ctl_port_req r;
 			memcpy(&r, p, sizeof(r));
 			return check_port_req(&r);
+		}
+		case VD_CTL_EP_PORT_ADD:
+		case VD_CTL_EP_PORT_DEL: {
+			struct vd_ctl_ep_port_req r;
+			memcpy(&r, p, sizeof(r));
+			return check_ep_port_req(&r, type);
 		}
 		default:
 			return 0;

@@ -40,7 +40,9 @@ enum vd_ctl_type {
 	VD_CTL_STAT,          /* list interfaces and endpoints with counters */
 	VD_CTL_PORT_RESERVE,  /* own a UDP or TCP port (reserved in the kernel too) for this connection */
 	VD_CTL_PORT_RELEASE,
-	VD_CTL_TYPE_MAX_ = VD_CTL_PORT_RELEASE,
+	VD_CTL_EP_PORT_ADD,   /* steer a TCP or UDP port to an endpoint (and reserve it in the kernel) */
+	VD_CTL_EP_PORT_DEL,   /* stop steering it: free it, or hold it (dropped, still reserved) a while */
+	VD_CTL_TYPE_MAX_ = VD_CTL_EP_PORT_DEL,
 };
 #define VD_CTL_REPLY 0x8000u
 
@@ -115,6 +117,10 @@ struct vd_ctl_ep_shared {
 	uint64_t rx_frames, rx_bytes;   /* frames the library consumed */
 	uint64_t rx_malformed;
 	uint64_t tx_busy;
+	/* The sockets layer (src/lib/sock), when it runs on this endpoint: sockets open now, and sockets
+	 * handed to the kernel since the process started (fallback). Relaxed stores, read one by one. */
+	uint64_t sock_tcp, sock_udp;
+	uint64_t sock_fallback;
 };
 
 struct vd_ctl_ep_close_req {
@@ -143,14 +149,49 @@ struct vd_ctl_port_rep {
 	uint16_t _pad;
 };
 
-/* STAT reply: vd_ctl_stat_rep, then n_ifaces vd_ctl_stat_iface, then n_eps vd_ctl_stat_ep. */
+/*
+ * EP_PORT_ADD / EP_PORT_DEL (request vd_ctl_ep_port_req; ADD replies vd_ctl_port_rep, DEL nothing).
+ * ADD: port_be 0 = an ephemeral port chosen by the kernel; hold_ms must be 0. The daemon binds a kernel
+ * socket of that protocol to (the interface's address, port) and points the port's dispatcher entry at
+ * the endpoint, which must belong to the requesting connection. Errors: -ENOENT no such endpoint,
+ * -EEXIST the endpoint has it already, -EADDRINUSE someone else (kernel socket, another endpoint, a
+ * hold) has it, -EACCES a port below net.ipv4.ip_unprivileged_port_start for a client that is not root,
+ * -ENOSPC past VD_CTL_EP_PORTS_MAX ports.
+ * DEL: hold_ms 0 frees the port at once; > 0 (at most VD_CTL_HOLD_MAX_MS) keeps the kernel reservation
+ * and makes the dispatcher drop the port's frames (never handed to the kernel, which would answer with a
+ * RST or an ICMP error) until the hold ends. -ENOENT when the endpoint does not own the port.
+ */
+#define VD_CTL_EP_PORTS_MAX 1024u
+#define VD_CTL_HOLD_MAX_MS (600u * 1000u)
+struct vd_ctl_ep_port_req {
+	uint32_t ep_id;
+	uint16_t port_be;
+	uint8_t proto;        /* enum vd_ctl_proto */
+	uint8_t _pad;         /* 0 */
+	uint32_t hold_ms;     /* DEL only */
+};
+
+/*
+ * STAT reply: vd_ctl_stat_rep, then n_ifaces vd_ctl_stat_iface, then n_eps vd_ctl_stat_ep, then n_ports
+ * vd_ctl_stat_port (ports added to endpoints and held ports; as many as fit in one message).
+ */
 #define VD_CTL_MAX_IFACES 16
 #define VD_CTL_MAX_EPS 256
 struct vd_ctl_stat_rep {
 	uint32_t n_ifaces;
 	uint32_t n_eps;
 	uint32_t daemon_pid;
-	uint32_t _pad;
+	uint32_t n_ports;
+};
+#define VD_CTL_STAT_PORT_EPHEMERAL 1u /* chosen by the kernel: held for TIME-WAIT if the endpoint dies */
+#define VD_CTL_STAT_PORT_HELD 2u      /* no endpoint: dropped until the hold ends */
+struct vd_ctl_stat_port {
+	uint32_t ep_id;       /* owner (meaningless when held) */
+	uint32_t ifindex;
+	uint16_t port_be;
+	uint8_t proto;
+	uint8_t flags;        /* VD_CTL_STAT_PORT_* */
+	uint32_t hold_left_ms;
 };
 struct vd_ctl_stat_iface {
 	char ifname[VD_CTL_IFNAMSIZ];
@@ -165,6 +206,7 @@ struct vd_ctl_stat_iface {
 	uint64_t steered, redirected;   /* to an endpoint ring / XSK */
 	uint64_t ring_full;             /* dropped: the endpoint's ring was full */
 	uint64_t too_big;               /* dropped: larger than the biggest steering size class */
+	uint64_t held;                  /* dropped: for a port held after its endpoint let it go */
 };
 struct vd_ctl_stat_ep {
 	uint32_t ep_id;
@@ -179,6 +221,8 @@ struct vd_ctl_stat_ep {
 	uint64_t rx_redirected, rx_steered, rx_bytes, rx_dropped; /* counted by the dispatcher */
 	uint64_t xsk_rx_dropped, xsk_rx_ring_full, xsk_tx_invalid; /* XDP_STATISTICS */
 	struct vd_ctl_ep_shared lib;                               /* counted by the library */
+	uint32_t n_ports;                                          /* ports added (all, listed or not) */
+	uint32_t _pad3;
 };
 
 /* ---- codec (src/ctl/codec.c) -------------------------------------------------------------------- */

@@ -120,6 +120,8 @@ struct vd_ep {
 	struct vd_ctl_ep_shared *shared;
 	struct vd_port *port;
 	uint32_t tx_meta_len;       /* AF_XDP TX metadata registered with the UMEM (0: kernel has none) */
+	struct vd_port *ports;      /* ports added with EP_PORT_ADD (port.c) */
+	uint32_t n_ports;
 	bool has_ntuple;            /* an ethtool ntuple rule at ntuple_loc steers the flow to our queue */
 	uint32_t ntuple_loc;
 	bool in_ports_map, in_xsks_map, in_rings_map;
@@ -141,6 +143,11 @@ struct vd_port {
 	uint16_t port_be;  /* as bound (never 0) */
 	int fd;            /* the kernel socket holding the reservation */
 	struct vd_port *next;
+	/* Ports steered to an endpoint (EP_PORT_ADD) and held ports; unused for PORT_RESERVE. */
+	struct vd_iface *ifc;
+	bool ephemeral;          /* the kernel chose it (port 0 asked) */
+	bool in_map;             /* its vd_ports slot points at the endpoint or holds it */
+	uint64_t hold_until_ns;  /* held: CLOCK_MONOTONIC end of the hold */
 };
 /* Reserves proto ip:port in the kernel (port 0: ephemeral). Returns 0 or -errno (-EADDRINUSE). */
 int vd__port_reserve(uint8_t proto, uint32_t ip_be, uint16_t port_be, struct vd_port **out);
@@ -148,6 +155,17 @@ void vd__port_free(struct vd_port *p);
 void vd__port_reserve_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_port_req *req);
 void vd__port_release_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_port_req *req);
 void vd__port_reclaim_conn(struct vd_conn *c);
+/* net.ipv4.ip_unprivileged_port_start: ports below it are for root only. */
+unsigned vd__port_unprivileged_start(void);
+/* Holds and their timer; time_wait_s: how long a dead endpoint's ephemeral TCP ports stay held. */
+int vd__port_init(uint32_t time_wait_s);
+void vd__port_fini(void);
+void vd__ep_port_add_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_port_req *req);
+void vd__ep_port_del_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_port_req *req);
+/* An endpoint goes away: its ephemeral TCP ports are held for TIME-WAIT, the others freed. */
+void vd__ep_ports_reclaim(struct vd_ep *ep);
+/* STAT: fills up to max records (endpoint ports, then held ones); returns how many. */
+unsigned vd__port_stat(struct vd_ctl_stat_port *out, unsigned max);
 
 /* ---- neigh.c ----------------------------------------------------------------------------------- */
 int vd__neigh_init(void);

@@ -3,6 +3,7 @@
  * Endpoints: EP_OPEN builds everything an endpoint needs and hands the application its descriptors;
  * reclaim takes it all back. What one endpoint holds:
  *   - a UDP port, reserved in the kernel (port.c), and its vd_ports entry in the interface's dispatcher;
+ *   - the TCP and UDP ports added with EP_PORT_ADD (port.c), likewise;
  *   - a UMEM in a sealed memfd (the application maps the same pages), mapped here for XDP_UMEM_REG;
  *   - an AF_XDP socket bound in copy mode to its own queue (one UMEM per (device, queue) is a kernel
  *     rule), with RX ring only in direct mode, and, in direct mode, its slot vd_xsks[queue];
@@ -190,6 +191,7 @@ static void ep_free(struct vd_ep *ep)
 	struct vd_iface *ifc = ep->ifc;
 
 	/* First stop frames flowing to it, then take away where they went. */
+	vd__ep_ports_reclaim(ep);
 	if (ep->in_ports_map) {
 		const struct vd_bpf_ep cleared = { 0 };
 		__u32 slot = vd_bpf_port_index(IPPROTO_UDP, ntohs(ep->port_be));
@@ -229,6 +231,10 @@ static int ep_setup(struct vd_ep *ep, const struct vd_ctl_ep_open_req *req, stru
 	uint32_t ring_bytes = req->steer_ring_bytes ? req->steer_ring_bytes : VD_CTL_STEER_RING_DEFAULT;
 	int err;
 
+	/* viaductd binds as root: a port the client could not bind itself is not handed out either. */
+	*why = "privileged port";
+	if (req->port_be && ntohs(req->port_be) < vd__port_unprivileged_start() && ep->uid != 0)
+		return -EACCES;
 	*why = "cannot reserve the port";
 	err = vd__port_reserve(IPPROTO_UDP, ep->ip_be, req->port_be, &ep->port);
 	if (err)

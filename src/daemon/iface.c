@@ -278,6 +278,7 @@ int vd__iface_glob_stats(const struct vd_iface *ifc, struct vd_ctl_stat_iface *o
 		out->redirected += v[i].redirected;
 		out->ring_full += v[i].ring_full;
 		out->too_big += v[i].too_big;
+		out->held += v[i].held;
 	}
 	free(v);
 	return 0;

@@ -33,13 +33,14 @@ struct opts {
 	int daemon;
 	int verbose;
 	enum vd_xdp_mode xdp_mode;
+	uint32_t time_wait_s;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: viaductd --iface IF [--iface IF2...] [--socket PATH] [--group NAME] [--pidfile F]\n"
-		"                [--daemon] [--log FILE] [--xdp-mode native|generic] [-v]\n"
+		"                [--daemon] [--log FILE] [--xdp-mode native|generic] [--time-wait SECONDS] [-v]\n"
 		"\n"
 		"The viaduct daemon (root, one per host or network namespace): attaches the XDP dispatcher to each\n"
 		"--iface and hands applications their AF_XDP endpoints over a Unix control socket. Frames no\n"
@@ -55,6 +56,8 @@ static void usage(FILE *f)
 		"  --daemon            run in the background; returns 0 once the socket is listening\n"
 		"  --log FILE          log here (default stderr)\n"
 		"  --xdp-mode MODE     native (default; falls back to generic with a log line) or generic\n"
+		"  --time-wait SECONDS how long the ephemeral TCP ports of an endpoint that closed or died stay\n"
+		"                      reserved, their frames dropped (TCP TIME-WAIT; default 60, at most 600)\n"
 		"  -v                  debug logging\n");
 }
 
@@ -65,12 +68,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "group", required_argument, NULL, 'g' },   { "pidfile", required_argument, NULL, 'p' },
 		{ "daemon", no_argument, NULL, 'd' },        { "log", required_argument, NULL, 'l' },
 		{ "xdp-mode", required_argument, NULL, 'x' }, { "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+		{ "help", no_argument, NULL, 'h' },          { "time-wait", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
 	o->socket_path = VD_CTL_DEFAULT_PATH;
-	while ((c = getopt_long(argc, argv, "i:s:g:p:dl:x:vh", lo, NULL)) != -1) {
+	o->time_wait_s = 60;
+	while ((c = getopt_long(argc, argv, "i:s:g:p:dl:x:vht:", lo, NULL)) != -1) {
 		switch (c) {
 		case 'i':
 			if (o->n_ifaces == VD_CTL_MAX_IFACES) {
@@ -95,6 +100,17 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return -1;
 			}
 			break;
+		case 't': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || optarg[0] == '-' || v > VD_CTL_HOLD_MAX_MS / 1000) {
+				fprintf(stderr, "viaductd: --time-wait takes 0 to %u seconds\n",
+					VD_CTL_HOLD_MAX_MS / 1000);
+				return -1;
+			}
+			o->time_wait_s = (uint32_t)v;
+			break;
+		}
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
 		}
@@ -259,6 +275,10 @@ int main(int argc, char **argv)
 			goto out_ifaces;
 	if (vd__neigh_init())
 		goto out_ifaces;
+	if ((err = vd__port_init(o.time_wait_s))) {
+		vd__err("port hold timer: %s", strerror(-err));
+		goto out_neigh;
+	}
 	if (vd__server_start(&so))
 		goto out_neigh;
 	if (o.pidfile && (err = pidfile_write(o.pidfile))) {
@@ -289,6 +309,7 @@ int main(int argc, char **argv)
 out_server:
 	vd__server_stop();
 out_neigh:
+	vd__port_fini(); /* after the server: closing connections turns ports into holds */
 	vd__neigh_fini();
 out_ifaces:
 	vd__iface_fini();

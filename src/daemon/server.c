@@ -265,6 +265,16 @@ static void conn_handle(struct vd_conn *c, const unsigned char *buf, size_t len)
 			vd__port_release_req(c, h.seq, &r);
 		break;
 	}
+	case VD_CTL_EP_PORT_ADD:
+	case VD_CTL_EP_PORT_DEL: {
+		struct vd_ctl_ep_port_req r;
+		memcpy(&r, p, sizeof(r));
+		if (h.type == VD_CTL_EP_PORT_ADD)
+			vd__ep_port_add_req(c, h.seq, &r);
+		else
+			vd__ep_port_del_req(c, h.seq, &r);
+		break;
+	}
 	default:
 		/* vd__ctl_check() accepted only known types. */
 		vd__conn_reply(c, h.type, h.seq, -EBADMSG, NULL, 0, NULL, 0, "unknown type");

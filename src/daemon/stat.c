@@ -54,6 +54,7 @@ static void fill_ep(const struct vd_ep *ep, struct vd_ctl_stat_ep *out)
 	out->port_be = ep->port_be;
 	out->rx_mode = ep->rx_mode;
 	out->queue = ep->queue;
+	out->n_ports = ep->n_ports;
 	ep_dispatch_stats(ep, out);
 	memset(&xs, 0, sizeof(xs));
 	if (getsockopt(ep->xsk_fd, SOL_XDP, XDP_STATISTICS, &xs, &len) == 0) {
@@ -76,9 +77,12 @@ void vd__stat_req(struct vd_conn *c, uint32_t seq)
 
 	for (unsigned i = 0; i < VD_BPF_MAX_EPS; i++)
 		n_ep += vd__ep_at(i) != NULL;
-	/* 16 interfaces and 256 endpoints fit in VD_CTL_MAX_MSG: no truncation to handle. */
+	/* 16 interfaces and 256 endpoints fit in VD_CTL_MAX_MSG; ports fill what is left (the endpoint
+	 * records say how many each has, so a reader sees when the list is cut). */
 	len = sizeof(*hdr) + n_if * sizeof(*si) + n_ep * sizeof(*se);
-	buf = calloc(1, len);
+	size_t room = VD_CTL_MAX_MSG - sizeof(struct vd_ctl_hdr) - len;
+	unsigned max_ports = (unsigned)(room / sizeof(struct vd_ctl_stat_port));
+	buf = calloc(1, len + (size_t)max_ports * sizeof(struct vd_ctl_stat_port));
 	if (!buf) {
 		vd__conn_reply(c, VD_CTL_STAT, seq, -ENOMEM, NULL, 0, NULL, 0, "out of memory");
 		return;
@@ -106,6 +110,8 @@ void vd__stat_req(struct vd_conn *c, uint32_t seq)
 		if (ep)
 			fill_ep(ep, se++);
 	}
+	hdr->n_ports = vd__port_stat((struct vd_ctl_stat_port *)se, max_ports);
+	len += (size_t)hdr->n_ports * sizeof(struct vd_ctl_stat_port);
 	vd__conn_reply(c, VD_CTL_STAT, seq, 0, buf, len, NULL, 0, NULL);
 	free(buf);
 }

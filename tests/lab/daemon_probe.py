@@ -343,8 +343,9 @@ def cmd_steer_rx(a):
     return 0 if len(got) == a.count and not bad else 1
 
 
-STAT_IF = struct.Struct("<16sI4sIIII6Q")
-STAT_EP = struct.Struct("<III16s4s2sBxI8x7Q6Q")
+STAT_IF = struct.Struct("<16sI4sIIII7Q")  # ... too_big, held
+STAT_EP = struct.Struct("<III16s4s2sBxI8x7Q9QII")  # lib: 6 counters + sock_tcp, sock_udp, sock_fallback; n_ports
+STAT_PORT = struct.Struct("<II2sBBI")
 
 
 def stat(path):
@@ -352,7 +353,7 @@ def stat(path):
     status, p, _ = call(s, STAT)
     s.close()
     assert status == 0, status
-    n_if, n_ep, pid, _ = struct.unpack_from("<IIII", p, 0)
+    n_if, n_ep, pid, n_ports = struct.unpack_from("<IIII", p, 0)
     off = 16
     out = {"daemon_pid": pid, "ifaces": [], "eps": []}
     for _ in range(n_if):
@@ -368,7 +369,13 @@ def stat(path):
                                ip=socket.inet_ntoa(v[4]), port=struct.unpack(">H", v[5])[0], rx_mode=v[6], queue=v[7],
                                rx_redirected=v[8], rx_steered=v[9], rx_bytes=v[10], rx_dropped=v[11],
                                xsk_rx_dropped=v[12], xsk_rx_ring_full=v[13], xsk_tx_invalid=v[14],
-                               lib_tx_frames=v[15]))
+                               lib_tx_frames=v[15], n_ports=v[24]))
+    out["ports"] = []
+    for _ in range(n_ports):
+        v = STAT_PORT.unpack_from(p, off)
+        off += STAT_PORT.size
+        out["ports"].append(dict(ep_id=v[0], ifindex=v[1], port=struct.unpack(">H", v[2])[0], proto=v[3],
+                                 flags=v[4], hold_left_ms=v[5]))
     assert off == len(p), (off, len(p))
     return out
 

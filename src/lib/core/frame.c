@@ -238,3 +238,97 @@ size_t vd__frame_build_udp(void *frame, const struct vd__udp_tmpl *t, size_t pay
 	}
 	return VD_FRAME_HDR_LEN + payload_len;
 }
+
+int vd__ipv4_parse(const void *pkt, size_t len, struct vd__ipv4_view *out)
+{
+	const uint8_t *ip = pkt;
+
+	if (len < VD_IPV4_HLEN)
+		return -EBADMSG;
+	/* RFC 791 section 3.1: version 4; IHL counts 32-bit words and is at least 5. */
+	if ((ip[0] >> 4) != 4)
+		return -EBADMSG;
+	size_t ihl = (size_t)(ip[0] & 0x0f) * 4;
+	if (ihl < VD_IPV4_HLEN || ihl > len)
+		return -EBADMSG;
+	/* Total length: header and data; never beyond what arrived (a link may pad, never truncate). */
+	size_t tot_len = rd_be16(ip + 2);
+	if (tot_len < ihl || tot_len > len)
+		return -EBADMSG;
+	/* A fragment is not a whole datagram, and nothing in viaduct reassembles. */
+	if (rd_be16(ip + 6) & (IPV4_FLAG_MF | IPV4_FRAG_OFFSET_MASK))
+		return -EBADMSG;
+	size_t l4_min;
+	if (ip[9] == VD_IPPROTO_TCP)
+		l4_min = VD_TCP_MIN_HLEN; /* RFC 9293 3.1: data offset >= 5 words */
+	else if (ip[9] == VD_IPPROTO_UDP)
+		l4_min = VD_UDP_HLEN;     /* RFC 768 */
+	else
+		return -EBADMSG;
+	if (tot_len - ihl < l4_min)
+		return -EBADMSG;
+	/* RFC 791: the header checksum, summed with itself included, verifies to zero (all ones, folded). */
+	if (vd__csum_fold(vd__csum_partial(ip, ihl, 0)) != 0)
+		return -EBADMSG;
+
+	out->l4 = ip + ihl;
+	out->hdr_len = (uint32_t)ihl;
+	out->tot_len = (uint32_t)tot_len;
+	out->proto = ip[9];
+	memcpy(&out->src_ip_be, ip + 12, 4);
+	memcpy(&out->dst_ip_be, ip + 16, 4);
+	memcpy(&out->src_port_be, ip + ihl, 2);
+	memcpy(&out->dst_port_be, ip + ihl + 2, 2);
+	return 0;
+}
+
+int vd__frame_parse_ipv4(const void *frame, size_t len, struct vd__ipv4_view *out)
+{
+	const uint8_t *f = frame;
+
+	if (len < VD_ETH_HLEN || rd_be16(f + 12) != ETHERTYPE_IPV4)
+		return -EBADMSG;
+	return vd__ipv4_parse(f + VD_ETH_HLEN, len - VD_ETH_HLEN, out);
+}
+
+void vd__frame_build_eth(void *frame, const uint8_t dst_mac[6], const uint8_t src_mac[6])
+{
+	uint8_t *f = frame;
+
+	memcpy(f, dst_mac, 6);
+	memcpy(f + 6, src_mac, 6);
+	wr_be16(f + 12, ETHERTYPE_IPV4);
+}
+
+int vd__ipv4_l4_csum_loc(const void *pkt, size_t len, uint32_t *l4_off, uint32_t *csum_off, uint32_t *l4_len)
+{
+	const uint8_t *ip = pkt;
+
+	if (len < VD_IPV4_HLEN)
+		return -EBADMSG;
+	uint32_t ihl = (uint32_t)(ip[0] & 0x0f) * 4;
+	uint32_t tot = rd_be16(ip + 2);
+	/* RFC 9293 3.1: TCP's checksum at offset 16; RFC 768: UDP's at 6. */
+	uint32_t off = ip[9] == VD_IPPROTO_TCP ? 16 : ip[9] == VD_IPPROTO_UDP ? 6 : 0;
+	if (!off || ihl < VD_IPV4_HLEN || tot > len || ihl + off + 2 > tot)
+		return -EBADMSG;
+	*l4_off = ihl;
+	*csum_off = off;
+	*l4_len = tot - ihl;
+	return 0;
+}
+
+int vd__ipv4_l4_csum_finish(void *pkt, size_t len)
+{
+	uint8_t *ip = pkt;
+	uint32_t l4_off, csum_off, l4_len;
+
+	if (vd__ipv4_l4_csum_loc(pkt, len, &l4_off, &csum_off, &l4_len))
+		return -EBADMSG;
+	/* The field holds the pseudo-header sum, so the sum over the L4 bytes covers everything. */
+	uint16_t c = vd__csum_fold(vd__csum_partial(ip + l4_off, l4_len, 0));
+	if (c == 0 && ip[9] == VD_IPPROTO_UDP)
+		c = 0xffff;
+	memcpy(ip + l4_off + csum_off, &c, 2);
+	return 0;
+}

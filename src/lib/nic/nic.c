@@ -7,6 +7,7 @@
 #include "nic_internal.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,10 +42,20 @@ VD_API int vd_nic_open(struct vd_nic **out, const struct vd_nic_opts *opts)
 	*out = NULL;
 	if (!opts)
 		opts = &defaults;
+	if (opts->layer != VD_NIC_LAYER_UDP && opts->layer != VD_NIC_LAYER_IPV4)
+		return -EINVAL;
+	if (opts->layer == VD_NIC_LAYER_IPV4) {
+		/* Whole IPv4 packets need a link below IP: a kernel UDP socket has none, and the shm channel
+		 * carries UDP payloads between nics of the UDP layer only. */
+		if (opts->backend == VD_BACKEND_UDP)
+			return -EOPNOTSUPP;
+		if (opts->same_host_shm > 0)
+			return -EINVAL;
+	}
 
 	switch (opts->backend) {
 	case VD_BACKEND_AUTO:
-		if (daemon_answers(opts->ctl_path))
+		if (opts->layer == VD_NIC_LAYER_IPV4 || daemon_answers(opts->ctl_path))
 			rc = vd__nic_xdp_open(out, opts);
 		else
 			rc = vd__nic_udp_open(out, opts);
@@ -186,4 +197,22 @@ VD_API void vd_nic_stats(const struct vd_nic *nic, struct vd_nic_stats *out)
 		nic->ops->stats(nic, out);
 	else
 		*out = nic->stats;
+}
+
+VD_API int vd_nic_port_add(struct vd_nic *nic, int proto, uint16_t *port_be)
+{
+	if (!port_be || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
+		return -EINVAL;
+	if (!nic->ops->port_add)
+		return -EOPNOTSUPP;
+	return nic->ops->port_add(nic, proto, port_be);
+}
+
+VD_API int vd_nic_port_del(struct vd_nic *nic, int proto, uint16_t port_be, uint32_t hold_ms)
+{
+	if (port_be == 0 || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
+		return -EINVAL;
+	if (!nic->ops->port_del)
+		return -EOPNOTSUPP;
+	return nic->ops->port_del(nic, proto, port_be, hold_ms);
 }

@@ -18,6 +18,9 @@ struct vd_nic_ops {
 	void (*close)(struct vd_nic *nic);
 	/* Optional: fills *out (a backend whose counters are not all in nic->stats); NULL: nic->stats. */
 	void (*stats)(const struct vd_nic *nic, struct vd_nic_stats *out);
+	/* Optional (NULL: -EOPNOTSUPP): vd_nic_port_add/del, called with proto already checked. */
+	int (*port_add)(struct vd_nic *nic, int proto, uint16_t *port_be);
+	int (*port_del)(struct vd_nic *nic, int proto, uint16_t port_be, uint32_t hold_ms);
 };
 
 struct vd_nic {
@@ -27,6 +30,7 @@ struct vd_nic {
 	enum vd_rx_mode rx_mode;
 	int fd;                     /* what vd_nic_fd() returns */
 	struct vd_nic_stats stats;  /* kept by the backend */
+	enum vd_nic_layer layer;    /* what a frame's data is (set by the backend at open) */
 };
 
 int vd__nic_udp_open(struct vd_nic **out, const struct vd_nic_opts *opts);
@@ -36,6 +40,13 @@ int vd__nic_xdp_open(struct vd_nic **out, const struct vd_nic_opts *opts);
  * primary: on failure it is closed. Frame cookies with bit 62 set belong to the mux: the backends never
  * set it (xdp: bit 63 and UMEM offsets; udp: a counter; sim: a pointer). */
 int vd__nic_mux_open(struct vd_nic **out, struct vd_nic *primary);
+
+/*
+ * The stats page viaductd reads for this endpoint (the sockets layer writes its sock_* counters there,
+ * with relaxed atomic stores); NULL on backends without a daemon (sim, udp) and behind the shm mux.
+ */
+struct vd_ctl_ep_shared;
+struct vd_ctl_ep_shared *vd__nic_shared(struct vd_nic *nic);
 
 /* CLOCK_MONOTONIC in ns, for the real backends. */
 uint64_t vd__mono_ns(void);

@@ -31,11 +31,29 @@
  *
  * Accounting: sent + duplicated = lost + unroutable + overflowed + corrupted + delivered + still queued
  * (+ records discarded when their receiver closed).
+ *
+ * IPv4 layer (opts.layer = VD_NIC_LAYER_IPV4, opts.local "IP" or "IP:0"; "IP:PORT" also owns UDP PORT):
+ * frames are whole IPv4 packets and the link is a router of sorts. A sent packet goes to the IPv4-layer
+ * nic whose address is the packet's destination address and that owns (protocol, destination port):
+ * the ports added with vd_nic_port_add(), which, as viaductd does host-wide, are unique per (address,
+ * protocol) among the nics of the link. Several IPv4-layer nics may share an address (processes of one
+ * host). A packet nobody owns, or one too short to name a port, counts as unroutable: there is no kernel
+ * on the link to answer it (the xdp backend would hand it to the kernel). Loss, duplication, reordering,
+ * delay and corruption apply as in the UDP layer, but no link checksum is added: the receiver checks the
+ * IPv4 header exactly as the xdp backend does (vd__ipv4_parse: a damaged header is dropped into
+ * rx_malformed) and damage past the IPv4 header is for the stack's TCP or UDP checksum to find, so such a
+ * record is counted in both corrupted and delivered. vd_nic_max_payload() is the link's IP MTU.
+ * Ports: vd_nic_port_add(..., 0) picks from 32768-60999 (Linux's default ip_local_port_range). Port holds
+ * (vd_nic_port_del with hold_ms) run on the virtual clock; closing a nic holds the ephemeral TCP ports it
+ * picked for SIM_TIME_WAIT_NS (viaductd's default TIME-WAIT period) and frees the rest, like viaductd.
+ * TX with peer.port = VD_NIC_TX_L4_CSUM: the TCP/UDP checksum is completed here, as xdp's device would.
+ * UDP-layer and IPv4-layer nics share a link but never see each other's frames.
  */
 #include "nic_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -55,6 +73,25 @@
 #define TX_POOL 256u
 #define EPHEMERAL_LO 49152u     /* RFC 6335 dynamic port range */
 #define EPHEMERAL_HI 65535u
+#define L3_EPH_LO 32768u        /* IPv4 layer: Linux's default ip_local_port_range */
+#define L3_EPH_HI 60999u
+#define SIM_MAX_PORTS 1024u     /* per nic, as viaductd's default per-endpoint limit */
+#define SIM_TIME_WAIT_NS (60ull * 1000000000ull)
+
+/* A port a nic of the IPv4 layer owns. */
+struct sim_port {
+	uint16_t port_be;
+	uint8_t proto;
+	uint8_t ephemeral;     /* picked by port_add(0): held after close if TCP */
+};
+
+/* A port reserved for no one until the clock reaches `until`. */
+struct sim_hold {
+	uint64_t until;
+	uint32_t ip_be;
+	uint16_t port_be;
+	uint8_t proto;
+};
 
 struct rec_link {
 	struct rec_link *prev, *next;
@@ -80,6 +117,8 @@ struct sim_nic {
 	uint8_t *tx_mem;
 	uint32_t tx_nfree;
 	uint32_t tx_free[TX_POOL];
+	struct sim_port *ports;      /* IPv4 layer: ports added */
+	uint32_t n_ports, cap_ports;
 };
 
 struct vd_sim_link {
@@ -91,6 +130,9 @@ struct vd_sim_link {
 	struct sim_nic **nics;
 	uint32_t n_nics, cap_nics;
 	uint32_t next_port;
+	uint32_t next_l3_port;
+	struct sim_hold *holds;
+	uint32_t n_holds, cap_holds;
 };
 
 static inline struct sim_nic *to_sim(struct vd_nic *nic)
@@ -187,7 +229,18 @@ static int sim_rx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned max)
 
 	while (got < max && due_now(s)) {
 		struct sim_rec *r = heap_pop(s);
-		if (rec_csum(&r->src, &s->base.local, r->data, r->len) != r->csum) {
+		if (s->base.layer == VD_NIC_LAYER_IPV4) {
+			/* The same check as the xdp backend's; the packet's source is the peer. */
+			struct vd__ipv4_view v;
+			if (vd__ipv4_parse(r->data, r->len, &v) != 0) {
+				s->base.stats.rx_malformed++;
+				free(r);
+				continue;
+			}
+			r->len = v.tot_len;
+			r->src.ip = v.src_ip_be;
+			r->src.port = 0;
+		} else if (rec_csum(&r->src, &s->base.local, r->data, r->len) != r->csum) {
 			s->base.stats.rx_malformed++;
 			free(r);
 			continue;
@@ -247,9 +300,158 @@ static void sim_tx_abort(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 static struct sim_nic *find_nic(const struct vd_sim_link *l, const struct vd_addr *a)
 {
 	for (uint32_t i = 0; i < l->n_nics; i++)
-		if (l->nics[i]->base.local.ip == a->ip && l->nics[i]->base.local.port == a->port)
+		if (l->nics[i]->base.layer == VD_NIC_LAYER_UDP && l->nics[i]->base.local.ip == a->ip &&
+		    l->nics[i]->base.local.port == a->port)
 			return l->nics[i];
 	return NULL;
+}
+
+/* ---- IPv4 layer: port ownership ------------------------------------------------------------------ */
+
+static int l3_owns(const struct sim_nic *s, uint8_t proto, uint16_t port_be)
+{
+	if (proto == IPPROTO_UDP && s->base.local.port != 0 && s->base.local.port == port_be)
+		return 1;
+	for (uint32_t i = 0; i < s->n_ports; i++)
+		if (s->ports[i].proto == proto && s->ports[i].port_be == port_be)
+			return 1;
+	return 0;
+}
+
+static struct sim_nic *l3_owner(const struct vd_sim_link *l, uint32_t ip_be, uint8_t proto, uint16_t port_be)
+{
+	for (uint32_t i = 0; i < l->n_nics; i++) {
+		const struct sim_nic *s = l->nics[i];
+		if (s->base.layer == VD_NIC_LAYER_IPV4 && s->base.local.ip == ip_be && l3_owns(s, proto, port_be))
+			return l->nics[i];
+	}
+	return NULL;
+}
+
+/* Whether a hold keeps (ip, proto, port) from everyone; drops expired holds on the way. */
+static int l3_held(struct vd_sim_link *l, uint32_t ip_be, uint8_t proto, uint16_t port_be)
+{
+	int held = 0;
+
+	for (uint32_t i = 0; i < l->n_holds;) {
+		struct sim_hold *h = &l->holds[i];
+		if (h->until <= l->now) {
+			*h = l->holds[--l->n_holds];
+			continue;
+		}
+		if (h->ip_be == ip_be && h->proto == proto && h->port_be == port_be)
+			held = 1;
+		i++;
+	}
+	return held;
+}
+
+static int l3_hold(struct vd_sim_link *l, uint32_t ip_be, uint8_t proto, uint16_t port_be, uint64_t ns)
+{
+	if (l->n_holds == l->cap_holds) {
+		uint32_t cap = l->cap_holds ? 2 * l->cap_holds : 16;
+		struct sim_hold *h = realloc(l->holds, cap * sizeof(*h));
+		if (!h)
+			return -ENOMEM;
+		l->holds = h;
+		l->cap_holds = cap;
+	}
+	uint64_t until = l->now + ns;
+	l->holds[l->n_holds++] = (struct sim_hold){
+		.until = until < l->now ? UINT64_MAX : until, .ip_be = ip_be, .port_be = port_be, .proto = proto,
+	};
+	return 0;
+}
+
+static int l3_port_free(struct vd_sim_link *l, uint32_t ip_be, uint8_t proto, uint16_t port_be)
+{
+	return !l3_owner(l, ip_be, proto, port_be) && !l3_held(l, ip_be, proto, port_be);
+}
+
+/* -EEXIST: this nic already owns the port; -EADDRINUSE: another nic or a hold has it. */
+static int sim_port_add(struct vd_nic *nic, int proto, uint16_t *port_be)
+{
+	struct sim_nic *s = to_sim(nic);
+	struct vd_sim_link *l = s->link;
+	uint32_t ip = s->base.local.ip;
+	uint16_t port = *port_be;
+
+	if (s->base.layer != VD_NIC_LAYER_IPV4)
+		return -EOPNOTSUPP; /* a UDP-layer nic receives only its own port's payloads */
+	if (!l)
+		return -ENOTCONN;
+	if (s->n_ports >= SIM_MAX_PORTS)
+		return -ENOSPC;
+	if (port != 0) {
+		if (l3_owns(s, (uint8_t)proto, port))
+			return -EEXIST;
+		if (!l3_port_free(l, ip, (uint8_t)proto, port))
+			return -EADDRINUSE;
+	} else {
+		const uint32_t span = L3_EPH_HI - L3_EPH_LO + 1;
+		uint32_t tries;
+		for (tries = 0; tries < span; tries++) {
+			port = htons((uint16_t)(L3_EPH_LO + (l->next_l3_port++ % span)));
+			if (l3_port_free(l, ip, (uint8_t)proto, port))
+				break;
+		}
+		if (tries == span)
+			return -EADDRINUSE;
+	}
+	if (s->n_ports == s->cap_ports) {
+		uint32_t cap = s->cap_ports ? 2 * s->cap_ports : 8;
+		struct sim_port *p = realloc(s->ports, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		s->ports = p;
+		s->cap_ports = cap;
+	}
+	s->ports[s->n_ports++] = (struct sim_port){
+		.port_be = port, .proto = (uint8_t)proto, .ephemeral = *port_be == 0,
+	};
+	*port_be = port;
+	return 0;
+}
+
+/* -ENOENT if the port was not added to this nic (its own UDP port cannot be given back). */
+static int sim_port_del(struct vd_nic *nic, int proto, uint16_t port_be, uint32_t hold_ms)
+{
+	struct sim_nic *s = to_sim(nic);
+
+	if (s->base.layer != VD_NIC_LAYER_IPV4)
+		return -EOPNOTSUPP;
+	for (uint32_t i = 0; i < s->n_ports; i++) {
+		if (s->ports[i].proto != proto || s->ports[i].port_be != port_be)
+			continue;
+		if (hold_ms && s->link) {
+			int rc = l3_hold(s->link, s->base.local.ip, (uint8_t)proto, port_be,
+					 (uint64_t)hold_ms * 1000000u);
+			if (rc)
+				return rc;
+		}
+		s->ports[i] = s->ports[--s->n_ports];
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/*
+ * The receiver of an IPv4 packet: the owner of (destination address, protocol, destination port). Reads
+ * only the fields routing needs, wherever they lie inside the packet; the receiver checks the rest, so a
+ * packet with a bad header checksum or length still arrives and is counted there as malformed.
+ */
+static struct sim_nic *l3_route(const struct vd_sim_link *l, const uint8_t *p, uint32_t len)
+{
+	if (len < VD_IPV4_HLEN)
+		return NULL;
+	uint32_t ihl = (uint32_t)(p[0] & 0x0f) * 4;
+	if (ihl < VD_IPV4_HLEN || ihl + 4 > len || (p[9] != IPPROTO_TCP && p[9] != IPPROTO_UDP))
+		return NULL;
+	uint32_t dst;
+	uint16_t dport;
+	memcpy(&dst, p + 16, 4);
+	memcpy(&dport, p + ihl + 2, 2);
+	return l3_owner(l, dst, p[9], dport);
 }
 
 /* One copy of a frame onto the wire: its own delay, reordering and corruption decisions. */
@@ -278,8 +480,15 @@ static int send_copy(struct vd_sim_link *l, struct sim_nic *src, struct sim_nic 
 	r->src = src->base.local;
 	r->len = fr->len;
 	memcpy(r->data, fr->data, fr->len);
-	r->csum = rec_csum(&r->src, &dst->base.local, r->data, r->len);
-	if (corrupt) {
+	int l3 = dst->base.layer == VD_NIC_LAYER_IPV4;
+	/* No link checksum on the IPv4 layer: see the top of the file. */
+	r->csum = l3 ? 0 : rec_csum(&r->src, &dst->base.local, r->data, r->len);
+	if (corrupt && l3) {
+		/* A routable packet has at least 24 bytes: the byte is somewhere in it. */
+		uint64_t at = vd__rand_below(&l->rng, r->len);
+		r->data[at] ^= (uint8_t)(1 + vd__rand_below(&l->rng, 255));
+		l->c.corrupted++;
+	} else if (corrupt) {
 		/* The byte may be in the payload or in the checksum: an empty payload can be hit too. */
 		uint64_t at = vd__rand_below(&l->rng, (uint64_t)r->len + sizeof(r->csum));
 		uint8_t x = (uint8_t)(1 + vd__rand_below(&l->rng, 255));
@@ -306,7 +515,10 @@ static int sim_tx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 		const struct vd_frame *fr = &f[done];
 		if (fr->len > s->base.max_payload)
 			return done ? (int)done : -EMSGSIZE;
-		struct sim_nic *dst = find_nic(l, &fr->peer);
+		if (s->base.layer == VD_NIC_LAYER_IPV4 && fr->peer.port == VD_NIC_TX_L4_CSUM)
+			(void)vd__ipv4_l4_csum_finish(fr->data, fr->len); /* what a device would do */
+		struct sim_nic *dst = s->base.layer == VD_NIC_LAYER_IPV4 ? l3_route(l, fr->data, fr->len)
+									 : find_nic(l, &fr->peer);
 		if (!dst) {
 			l->c.unroutable++;
 		} else if (vd__rand_ppm(&l->rng, l->p.loss_ppm)) {
@@ -371,6 +583,11 @@ static void sim_close(struct vd_nic *nic)
 	struct sim_nic *s = to_sim(nic);
 	struct vd_sim_link *l = s->link;
 
+	/* As viaductd reclaims an exited endpoint's ports: picked TCP ports wait out TIME-WAIT. */
+	for (uint32_t i = 0; l && i < s->n_ports; i++)
+		if (s->ports[i].ephemeral && s->ports[i].proto == IPPROTO_TCP)
+			(void)l3_hold(l, s->base.local.ip, IPPROTO_TCP, s->ports[i].port_be, SIM_TIME_WAIT_NS);
+
 	for (uint32_t i = 0; l && i < l->n_nics; i++) {
 		if (l->nics[i] == s) {
 			l->nics[i] = l->nics[--l->n_nics];
@@ -388,6 +605,7 @@ static void sim_close(struct vd_nic *nic)
 		close(s->base.fd);
 	free(s->heap);
 	free(s->tx_mem);
+	free(s->ports);
 	free(s);
 }
 
@@ -402,6 +620,8 @@ static const struct vd_nic_ops sim_ops = {
 	.wait = sim_wait,
 	.now_ns = sim_now_ns,
 	.close = sim_close,
+	.port_add = sim_port_add,
+	.port_del = sim_port_del,
 };
 
 /* ---- attach -------------------------------------------------------------------------------------- */
@@ -427,15 +647,31 @@ int vd__nic_sim_open(struct vd_nic **out, const struct vd_nic_opts *opts)
 
 	if (!l || !opts->local)
 		return -EINVAL;
-	rc = vd_addr_parse(opts->local, &local);
+	int l3 = opts->layer == VD_NIC_LAYER_IPV4;
+	if (l3 && !strchr(opts->local, ':')) {
+		/* The IPv4 layer names only an address: "IP" stands for "IP:0". */
+		char buf[64];
+		if (strlen(opts->local) + 3 > sizeof(buf))
+			return -EINVAL;
+		strcpy(buf, opts->local);
+		strcat(buf, ":0");
+		rc = vd_addr_parse(buf, &local);
+	} else {
+		rc = vd_addr_parse(opts->local, &local);
+	}
 	if (rc)
 		return rc;
 	if (local.ip == 0) /* a sim nic's address is its identity on the link: it must be a real one */
 		return -EINVAL;
-	if (local.port == 0)
+	if (l3) {
+		/* Port 0 means no own port here: the stack adds what it binds with vd_nic_port_add(). */
+		if (local.port != 0 && !l3_port_free(l, local.ip, IPPROTO_UDP, local.port))
+			rc = -EADDRINUSE;
+	} else if (local.port == 0) {
 		rc = pick_port(l, &local);
-	else if (find_nic(l, &local))
+	} else if (find_nic(l, &local)) {
 		rc = -EADDRINUSE;
+	}
 	if (rc)
 		return rc;
 
@@ -453,7 +689,8 @@ int vd__nic_sim_open(struct vd_nic **out, const struct vd_nic_opts *opts)
 		return -ENOMEM;
 	s->base.ops = &sim_ops;
 	s->base.local = local;
-	s->base.max_payload = l->p.mtu - IP_UDP_HLEN;
+	s->base.layer = l3 ? VD_NIC_LAYER_IPV4 : VD_NIC_LAYER_UDP;
+	s->base.max_payload = l3 ? l->p.mtu : l->p.mtu - IP_UDP_HLEN;
 	s->base.rx_mode = VD_RX_AUTO; /* RX modes exist only on xdp */
 	s->lent.next = s->lent.prev = &s->lent;
 	s->heap_cap = l->p.queue_frames;
@@ -513,6 +750,7 @@ VD_API void vd_sim_link_free(struct vd_sim_link *link)
 	for (uint32_t i = 0; i < link->n_nics; i++)
 		link->nics[i]->link = NULL;
 	free(link->nics);
+	free(link->holds);
 	free(link);
 }
 

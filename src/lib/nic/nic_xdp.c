@@ -15,9 +15,18 @@
  * A frame handed to the caller carries a cookie saying where it lives, so rx_release can return it:
  *   bit 63 clear: UMEM frame address (back to the fill ring, batched);
  *   bit 63 set:   end position of a steering-ring record (consumer position advanced in order).
+ *
+ * Layers (vd_nic_opts.layer): UDP, a frame's data is a UDP payload and the nic builds Ethernet, IPv4 and
+ * UDP headers; IPv4, the data is the whole IPv4 packet: RX checks its header (vd__frame_parse_ipv4) and
+ * hands over the packet from its IPv4 header, TX only prepends the Ethernet header (next-hop MAC from the
+ * neighbour cache / VD_CTL_NEIGH, which resolves the gateway for off-link destinations). The ports the
+ * endpoint receives beyond its own are added and removed through viaductd (EP_PORT_ADD / EP_PORT_DEL).
+ * TX checksum in the IPv4 layer: the caller's, unless it sets peer.port = VD_NIC_TX_L4_CSUM, in which
+ * case the device completes it through TX metadata where it can and this file in software where not.
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -94,6 +103,9 @@ struct xdp_nic {
 	uint64_t umem_size;
 	uint32_t frame_size, rx_frames, umem_frames, tx_cap;
 	uint32_t tx_off;            /* packet offset in a TX frame */
+	uint32_t tx_hdr;            /* bytes the nic writes before the caller's data: 42 (UDP) or 14 (IPv4) */
+	bool l3;                    /* VD_NIC_LAYER_IPV4 */
+	uint32_t ep_id;
 	bool tx_csum_offload;       /* the device completes UDP checksums (TX metadata) */
 	uint32_t ifindex;
 
@@ -147,24 +159,47 @@ static void xdp_refill(struct xdp_nic *x)
 /* ---- RX --------------------------------------------------------------------------------------------- */
 
 /* Remembers where a peer's frames come from: its MAC is the one to send to (the router's if off-link). */
-static void xdp_learn(struct xdp_nic *x, const struct vd__udp_view *v)
+static void xdp_learn(struct xdp_nic *x, uint32_t src_ip_be, const uint8_t *src_mac)
 {
-	if (v->src_ip_be == x->hot_ip && memcmp(v->src_mac, x->hot_mac, 6) == 0)
+	if (src_ip_be == x->hot_ip && memcmp(src_mac, x->hot_mac, 6) == 0)
 		return;
-	x->hot_ip = v->src_ip_be;
-	memcpy(x->hot_mac, v->src_mac, 6);
-	vd__neigh_put(&x->neigh, v->src_ip_be, v->src_mac, vd__mono_ns() + XDP_NEIGH_TTL_NS);
+	x->hot_ip = src_ip_be;
+	memcpy(x->hot_mac, src_mac, 6);
+	vd__neigh_put(&x->neigh, src_ip_be, src_mac, vd__mono_ns() + XDP_NEIGH_TTL_NS);
+}
+
+/*
+ * IPv4 layer: the packet from its IPv4 header. The dispatcher steers only (address, protocol, port)
+ * entries of this endpoint here, but the frame's bytes are still checked (they came from the wire, and
+ * a port just given back may have frames in flight): IPv4 header rules of vd__ipv4_parse, and our
+ * address. Link padding past the total length is not handed over.
+ */
+static bool xdp_accept_l3(struct xdp_nic *x, const uint8_t *l2, uint32_t len, struct vd_frame *f)
+{
+	struct vd__ipv4_view v;
+	if (vd__frame_parse_ipv4(l2, len, &v) != 0 || v.dst_ip_be != x->nic.local.ip)
+		return false;
+	xdp_learn(x, v.src_ip_be, l2 + 6);
+	f->data = (void *)(l2 + VD_ETH_HLEN);
+	f->len = v.tot_len;
+	f->peer.ip = v.src_ip_be;
+	f->peer.port = 0;
+	f->peer._pad = 0;
+	x->nic.stats.rx_bytes += v.tot_len;
+	return true;
 }
 
 /* Parses one received L2 frame into f; returns false if it is malformed or not for this endpoint. */
 static bool xdp_accept(struct xdp_nic *x, const void *l2, uint32_t len, struct vd_frame *f)
 {
+	if (x->l3)
+		return xdp_accept_l3(x, l2, len, f);
 	struct vd__udp_view v;
 	if (vd__frame_parse_udp(l2, len, &v) != 0)
 		return false;
 	if (v.dst_ip_be != x->nic.local.ip || v.dst_port_be != x->nic.local.port)
 		return false;
-	xdp_learn(x, &v);
+	xdp_learn(x, v.src_ip_be, v.src_mac);
 	f->data = (void *)v.payload;
 	f->len = v.payload_len;
 	f->peer.ip = v.src_ip_be;
@@ -312,7 +347,7 @@ static int xdp_tx_alloc(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 	unsigned k = n < x->tx_free_n ? n : x->tx_free_n;
 	for (unsigned i = 0; i < k; i++) {
 		uint64_t addr = x->tx_free[--x->tx_free_n];
-		f[i].data = x->umem + addr + x->tx_off + VD_FRAME_HDR_LEN;
+		f[i].data = x->umem + addr + x->tx_off + x->tx_hdr;
 		f[i].len = x->tx_cap;
 		f[i].cookie = addr;
 	}
@@ -407,6 +442,65 @@ static uint32_t xdp_write_headers(struct xdp_nic *x, uint8_t *pkt, const struct 
 }
 
 /*
+ * IPv4 layer, peer.port == VD_NIC_TX_L4_CSUM: the TCP or UDP checksum field holds the folded pseudo-header
+ * sum (CHECKSUM_PARTIAL); the device finishes it if it can (returns true: metadata to attach), else it is
+ * finished here, by the same rule (RFC 1071 sum from the L4 header on, complemented). A packet whose
+ * header does not say where its L4 checksum is goes out as it is: the receiver will drop it.
+ */
+static bool xdp_l4_csum(struct xdp_nic *x, uint8_t *ip, uint32_t len, struct xdp_tx_meta *m)
+{
+	uint32_t l4_off, csum_off, l4_len;
+	if (!x->tx_csum_offload) {
+		(void)vd__ipv4_l4_csum_finish(ip, len);
+		return false;
+	}
+	if (vd__ipv4_l4_csum_loc(ip, len, &l4_off, &csum_off, &l4_len))
+		return false;
+	m->flags = XDP_TXMD_CHECKSUM;
+	m->csum_start = (uint16_t)(VD_ETH_HLEN + l4_off);
+	m->csum_offset = (uint16_t)csum_off;
+	return true;
+}
+
+/* IPv4 layer: the caller's packet is in place after room for the Ethernet header. */
+static int xdp_tx_burst_l3(struct xdp_nic *x, struct vd_frame *f, unsigned n)
+{
+	uint32_t idx, res = vd__xsk_prod_reserve(&x->tx, n, &idx);
+	uint32_t queued = 0;
+	uint64_t now = 0, bytes = 0;
+	uint8_t mac[6];
+	for (uint32_t i = 0; i < res; i++) {
+		uint64_t addr = f[i].cookie;
+		if (!xdp_resolve(x, f[i].peer.ip, &now, mac)) {
+			x->tx_noneigh++;
+			x->tx_free[x->tx_free_n++] = addr;
+			continue;
+		}
+		struct xdp_desc *d = vd__xsk_ring_desc(&x->tx, idx + queued++);
+		uint8_t *pkt = x->umem + addr + x->tx_off;
+		struct xdp_tx_meta m = { 0 };
+		vd__frame_build_eth(pkt, mac, x->tmpl.src_mac);
+		d->addr = addr + x->tx_off;
+		d->len = VD_ETH_HLEN + f[i].len;
+		d->options = 0;
+		if (f[i].peer.port == VD_NIC_TX_L4_CSUM && xdp_l4_csum(x, pkt + VD_ETH_HLEN, f[i].len, &m)) {
+			memcpy(pkt - sizeof(m), &m, sizeof(m));
+			d->options = XDP_OPT_TX_METADATA;
+		}
+		bytes += f[i].len;
+	}
+	vd__xsk_prod_cancel(&x->tx, res - queued); /* slots of dropped frames */
+	if (queued)
+		vd__xsk_prod_submit(&x->tx);
+	x->nic.stats.tx_frames += queued;
+	x->nic.stats.tx_bytes += bytes;
+	if (res < n)
+		x->nic.stats.tx_busy++;
+	xdp_mirror_stats(x);
+	return (int)res;
+}
+
+/*
  * Queues frames on the TX ring. A frame to an address that cannot be resolved is dropped (counted in
  * tx_noneigh) and counts as consumed, as a kernel UDP send to an unreachable neighbour succeeds and the
  * datagram is lost: the caller must not retry it forever.
@@ -417,6 +511,8 @@ static int xdp_tx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 	for (unsigned i = 0; i < n; i++)
 		if (!xdp_is_tx_frame(x, f[i].cookie) || f[i].len > x->tx_cap)
 			return i ? (int)i : (f[i].len > x->tx_cap ? -EMSGSIZE : -EINVAL);
+	if (x->l3)
+		return xdp_tx_burst_l3(x, f, n);
 
 	uint32_t idx, res = vd__xsk_prod_reserve(&x->tx, n, &idx);
 	uint32_t queued = 0;
@@ -666,16 +762,19 @@ static int xdp_setup(struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
 	x->rx_frames = x->direct ? r->rx_frames : 0;
 	x->umem_size = (uint64_t)r->umem_frames * r->frame_size;
 	x->ifindex = r->ifindex;
+	x->ep_id = r->ep_id;
 	x->nic.local.ip = r->ip_be;
 	x->nic.local.port = r->port_be;
-	x->nic.max_payload = r->mtu - VD_IPV4_HLEN - VD_UDP_HLEN;
+	x->nic.layer = x->l3 ? VD_NIC_LAYER_IPV4 : VD_NIC_LAYER_UDP;
+	x->nic.max_payload = x->l3 ? r->mtu : r->mtu - VD_IPV4_HLEN - VD_UDP_HLEN;
 	x->nic.rx_mode = x->direct ? VD_RX_DIRECT : VD_RX_STEERED;
 	/* Offloading the UDP checksum saves summing every byte sent (about 0.1 us per 1.5 KB frame here); a
 	 * veth never completes it, and receivers accept that form (see vd__frame_parse_udp). */
 	x->tx_csum_offload = (r->tx_offloads & VD_CTL_TXO_CSUM) && r->tx_meta_len >= sizeof(struct xdp_tx_meta) &&
 			     r->tx_meta_len <= XDP_TX_PKT_OFF;
 	x->tx_off = x->tx_csum_offload ? XDP_TX_PKT_OFF : 0;
-	x->tx_cap = r->frame_size - x->tx_off - VD_FRAME_HDR_LEN;
+	x->tx_hdr = x->l3 ? VD_ETH_HLEN : VD_FRAME_HDR_LEN;
+	x->tx_cap = r->frame_size - x->tx_off - x->tx_hdr;
 	if (x->tx_cap > x->nic.max_payload)
 		x->tx_cap = x->nic.max_payload;
 	memcpy(x->tmpl.src_mac, r->mac, 6);
@@ -718,6 +817,50 @@ static int xdp_setup(struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
 	return 0;
 }
 
+/* ---- ports (EP_PORT_ADD / EP_PORT_DEL) ---------------------------------------------------------------- */
+
+static int xdp_port_call(struct xdp_nic *x, uint16_t type, int proto, uint16_t port_be, uint32_t hold_ms,
+			 uint16_t *got_be)
+{
+	struct vd_ctl_ep_port_req req = {
+		.ep_id = x->ep_id, .port_be = port_be, .proto = (uint8_t)proto, .hold_ms = hold_ms,
+	};
+	char buf[sizeof(struct vd_ctl_hdr) + VD_CTL_REASON_MAX + 64];
+	struct vd_ctl_reply rep;
+	int err = vd__ctl_call(x->ctl_fd, type, &req, sizeof(req), buf, sizeof(buf), &rep, XDP_CTL_TIMEOUT_MS);
+	for (unsigned i = 0; i < rep.nfds; i++) /* none expected */
+		close(rep.fds[i]);
+	if (err < 0 || !got_be)
+		return err;
+	if (rep.payload_len < sizeof(struct vd_ctl_port_rep))
+		return -EBADMSG;
+	*got_be = ((const struct vd_ctl_port_rep *)rep.payload)->port_be;
+	return 0;
+}
+
+/* Only the IPv4 layer receives TCP, or UDP for more than its own port: the UDP layer parses its own. */
+static int xdp_port_add(struct vd_nic *nic, int proto, uint16_t *port_be)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	if (!x->l3)
+		return -EOPNOTSUPP;
+	uint16_t got = 0;
+	int err = xdp_port_call(x, VD_CTL_EP_PORT_ADD, proto, *port_be, 0, &got);
+	if (err == 0)
+		*port_be = got;
+	return err;
+}
+
+static int xdp_port_del(struct vd_nic *nic, int proto, uint16_t port_be, uint32_t hold_ms)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	if (!x->l3)
+		return -EOPNOTSUPP;
+	if (hold_ms > VD_CTL_HOLD_MAX_MS)
+		hold_ms = VD_CTL_HOLD_MAX_MS; /* the daemon's bound (protocol: larger is malformed) */
+	return xdp_port_call(x, VD_CTL_EP_PORT_DEL, proto, port_be, hold_ms, NULL);
+}
+
 static const struct vd_nic_ops xdp_ops = {
 	.name = "xdp",
 	.rx_burst = xdp_rx_burst,
@@ -729,7 +872,14 @@ static const struct vd_nic_ops xdp_ops = {
 	.wait = xdp_wait,
 	.now_ns = xdp_now_ns,
 	.close = xdp_close,
+	.port_add = xdp_port_add,
+	.port_del = xdp_port_del,
 };
+
+struct vd_ctl_ep_shared *vd__nic_shared(struct vd_nic *nic)
+{
+	return nic && nic->ops == &xdp_ops ? xdp_of(nic)->shared : NULL;
+}
 
 static int xdp_build_req(const struct vd_nic_opts *o, struct vd_ctl_ep_open_req *req)
 {
@@ -741,7 +891,15 @@ static int xdp_build_req(const struct vd_nic_opts *o, struct vd_ctl_ep_open_req 
 	}
 	if (o->local) {
 		struct vd_addr a;
-		int err = vd_addr_parse(o->local, &a);
+		char withport[64];
+		const char *text = o->local;
+		if (o->layer == VD_NIC_LAYER_IPV4 && !strchr(text, ':')) {
+			/* The IPv4 layer may name only an address: "IP" stands for "IP:0". */
+			if (snprintf(withport, sizeof(withport), "%s:0", text) >= (int)sizeof(withport))
+				return -EINVAL;
+			text = withport;
+		}
+		int err = vd_addr_parse(text, &a);
 		if (err < 0)
 			return err;
 		req->ip_be = a.ip;
@@ -766,6 +924,7 @@ int vd__nic_xdp_open(struct vd_nic **out, const struct vd_nic_opts *opts)
 	if (!x)
 		return -ENOMEM;
 	x->nic.ops = &xdp_ops;
+	x->l3 = opts->layer == VD_NIC_LAYER_IPV4;
 	x->nic.fd = x->umem_fd = x->xsk_fd = x->ring_fd = x->stats_fd = -1;
 	vd__neigh_init(&x->neigh);
 

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Lab test of the nic's IPv4 layer on xdp and of port steering in viaductd (root; the viaduct programs
+# run as uid 65534 with no capability). An endpoint (tests/lab/l3_peer.c, driven line by line) in h1,
+# the Linux kernel's own sockets (python3) in h0 and h1:
+#   - TCP and UDP ports added to the endpoint: a kernel TCP connect (SYN) and UDP datagrams from h0
+#     arrive as whole IPv4 packets (protocol, ports, payload checked); the kernel of h1 does not answer
+#     the SYN (no RST: the dispatcher took it);
+#   - a UDP packet the endpoint builds itself (its own checksums) reaches a kernel socket in h0;
+#   - conflicts refused: a port a kernel socket holds, a port another endpoint holds, a privileged port;
+#   - port_del with a hold: kernel sockets cannot bind it and frames to it are dropped (no RST) until the
+#     hold ends, then the kernel has it back (connect gets its RST);
+#   - kill -9 of the endpoint: ports asked for by number are free at once, ephemeral TCP ports held
+#     (TIME-WAIT), as viaduct stat shows.
+# usage: tests/lab/test_nic_l3.sh [BUILD_DIR]
+set -uo pipefail
+BUILD=$(cd "${1:-build}" && pwd) || exit 1
+V=$BUILD/bin/viaduct
+PEER=$BUILD/tests/l3_peer
+LAB=${VD_TEST_LAB:-vdAl3}
+[ "$(id -u)" -eq 0 ] || { echo "test_nic_l3: needs root" >&2; exit 1; }
+for b in "$V" "$PEER"; do [ -x "$b" ] || { echo "test_nic_l3: $b not built" >&2; exit 1; }; done
+
+passed=0 failed=0
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+ko() { failed=$((failed + 1)); echo "FAIL $1"; }
+# check NAME COND...: ok if the command succeeds.
+check() { local n=$1; shift; if "$@"; then ok "$n"; else ko "$n"; fi; }
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	"$V" lab down --name "$LAB" >/dev/null 2>&1
+	[ -n "${tmp:-}" ] && rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$V" lab down --name "$LAB" >/dev/null 2>&1
+"$V" lab up --name "$LAB" --group nogroup >/dev/null || { echo "FAIL lab up"; exit 1; }
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+H0=10.99.0.1 H1=10.99.0.2
+in_host() { local h=$1; shift; "$V" lab exec --name "$LAB" "$h" -- "$@"; }
+as_nobody() { local h=$1; shift; in_host "$h" setpriv --reuid 65534 --regid 65534 --init-groups "$@"; }
+py() { local h=$1; shift; in_host "$h" /usr/bin/python3 "$@"; }
+
+# Endpoint A: a coprocess; say CMD writes a command, hear reads one answer line (5 s at most).
+coproc EPA { as_nobody h1 "$PEER" --local "$H1" 2>&1; }
+pids+=("$EPA_PID")
+say() { echo "$1" >&"${EPA[1]}"; }
+hear() { local l; IFS= read -r -t 5 l <&"${EPA[0]}" || l="(no answer)"; echo "$l"; }
+ask() { say "$1"; hear; }
+ready=$(hear)
+[[ $ready == ready* ]] || { ko "endpoint A opens in the IPv4 layer: $ready"; echo "$passed passed, $failed failed"; exit 1; }
+epa=${ready##* }
+pids+=("$epa")
+[[ $ready == *"mtu 1500 "* ]] && ok "endpoint A open, max payload = IP MTU ($ready)" || ko "max payload: $ready"
+
+r=$(ask "add tcp 5001"); [ "$r" = "added tcp 5001" ] && ok "add tcp 5001" || ko "add tcp 5001: $r"
+r=$(ask "add udp 5002"); [ "$r" = "added udp 5002" ] && ok "add udp 5002" || ko "add udp 5002: $r"
+r=$(ask "add tcp 5001"); [ "$r" = "err 17" ] && ok "add twice: EEXIST" || ko "add twice: $r"
+r=$(ask "add tcp 80"); [ "$r" = "err 13" ] && ok "privileged port refused: EACCES" || ko "privileged port: $r"
+
+# The kernel in h0 talks to those ports: a TCP connect (its SYN; nobody answers, so it times out rather
+# than being refused) and three UDP datagrams.
+cat >"$tmp/conn.py" <<'PY'
+import socket,sys
+s=socket.socket(); s.settimeout(float(sys.argv[3]))
+try:
+    s.connect((sys.argv[1],int(sys.argv[2]))); print("connected")
+except ConnectionRefusedError: print("refused")
+except (socket.timeout, OSError) as e: print("timeout" if isinstance(e, socket.timeout) else "error %s" % e)
+PY
+cat >"$tmp/bind.py" <<'PY'
+import socket,sys,time
+s=socket.socket(socket.AF_INET, socket.SOCK_STREAM if sys.argv[1]=="tcp" else socket.SOCK_DGRAM)
+try:
+    s.bind((sys.argv[2],int(sys.argv[3]))); print("bound")
+except OSError as e: print("errno %d" % e.errno)
+sys.stdout.flush()
+if len(sys.argv) > 4: time.sleep(float(sys.argv[4]))
+PY
+py h0 "$tmp/conn.py" "$H1" 5001 2 >"$tmp/conn1" 2>&1 &
+cpid=$!
+sleep 0.3
+py h0 -c "
+import socket
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('$H0',6000))
+for i in range(3): s.sendto(b'hello-l3-%d' % i, ('$H1',5002))
+"
+say "recv 6 1500"
+got=()
+for _ in $(seq 8); do l=$(hear); got+=("$l"); [[ $l == done* ]] && break; done
+printf '%s\n' "${got[@]}" >"$tmp/rx1"
+grep -q "proto=6 src=$H0 sport=[0-9]* dport=5001 tcpflags=0x02 " "$tmp/rx1" &&
+	ok "kernel TCP SYN from h0 received as an IPv4 packet (proto 6, dport 5001, SYN)" ||
+	{ ko "TCP SYN received"; cat "$tmp/rx1"; }
+n=$(grep -c "proto=17 src=$H0 sport=6000 dport=5002 tcpflags=0x00 len=38 payload=hello-l3-" "$tmp/rx1")
+[ "$n" -eq 3 ] && ok "3 kernel UDP datagrams received whole (proto 17, ports, length, payload)" ||
+	{ ko "UDP datagrams received ($n of 3)"; cat "$tmp/rx1"; }
+wait "$cpid"
+grep -q timeout "$tmp/conn1" && ok "kernel of h1 did not answer the SYN (connect timed out, no RST)" ||
+	ko "no RST from h1's kernel: $(cat "$tmp/conn1")"
+
+# The endpoint sends a packet it built itself to a kernel socket in h0.
+py h0 -c "
+import socket
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('$H0',6001)); s.settimeout(3)
+d,a=s.recvfrom(2000); print(d.decode(), a[0], a[1])
+" >"$tmp/krx" 2>&1 &
+kpid=$!
+sleep 0.4
+r=$(ask "sendudp $H0 5002 6001 crafted-by-viaduct")
+wait "$kpid"
+[ "$r" = sent ] && grep -q "^crafted-by-viaduct $H1 5002$" "$tmp/krx" &&
+	ok "crafted UDP/IPv4 packet received by a kernel socket in h0" ||
+	{ ko "crafted UDP packet to the kernel ($r)"; cat "$tmp/krx"; }
+
+# The same with the UDP checksum left to the nic (peer.port = VD_NIC_TX_L4_CSUM: TX metadata offload).
+py h0 -c "
+import socket
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('$H0',6002)); s.settimeout(3)
+d,a=s.recvfrom(2000); print(d.decode(), a[0], a[1])
+" >"$tmp/krx2" 2>&1 &
+kpid=$!
+sleep 0.4
+r=$(ask "sendudpp $H0 5002 6002 checksum-completed-by-the-nic")
+wait "$kpid"
+[ "$r" = sent ] && grep -q "^checksum-completed-by-the-nic $H1 5002$" "$tmp/krx2" &&
+	ok "UDP packet with the checksum completed by the nic received by a kernel socket" ||
+	{ ko "VD_NIC_TX_L4_CSUM packet to the kernel ($r)"; cat "$tmp/krx2"; }
+
+# A steered endpoint (RX only through the dispatcher's ring) receives an added port's packets too.
+{ echo "add udp 5010"; sleep 1.5; echo "recv 1 2500"; sleep 3; echo quit; } |
+	as_nobody h1 "$PEER" --local "$H1" --mode steered >"$tmp/eps" 2>&1 &
+spid=$!
+sleep 1
+py h0 -c "
+import socket,time
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)
+for i in range(8): s.sendto(b'to-steered', ('$H1',5010)); time.sleep(0.25)
+"
+wait "$spid"
+grep -q "^added udp 5010$" "$tmp/eps" && grep -q "proto=17 src=$H0 sport=[0-9]* dport=5010 .*payload=to-steered" "$tmp/eps" &&
+	ok "steered endpoint: added UDP port receives kernel datagrams" || { ko "steered endpoint"; cat "$tmp/eps"; }
+
+# Conflicts: a kernel socket in h1 holds UDP 6100; a second endpoint asks for A's port.
+py h1 "$tmp/bind.py" udp "$H1" 6100 4 >"$tmp/kbind" 2>&1 &
+kpid=$!
+pids+=("$kpid")
+for _ in $(seq 30); do grep -q bound "$tmp/kbind" && break; sleep 0.1; done
+r=$(ask "add udp 6100"); [ "$r" = "err 98" ] && ok "port held by a kernel socket: EADDRINUSE" || ko "kernel-held port: $r"
+printf 'add tcp 5001\nadd tcp 0\nquit\n' | as_nobody h1 "$PEER" --local "$H1" >"$tmp/epb" 2>&1
+sed -n 2p "$tmp/epb" | grep -q "^err 98$" && ok "port of another endpoint: EADDRINUSE" ||
+	{ ko "port of another endpoint"; cat "$tmp/epb"; }
+sed -n 3p "$tmp/epb" | grep -q "^added tcp [0-9]" && ok "ephemeral TCP port for a second endpoint: $(sed -n 3p "$tmp/epb")" ||
+	{ ko "ephemeral port"; cat "$tmp/epb"; }
+kill "$kpid" 2>/dev/null; wait "$kpid" 2>/dev/null
+
+# Drain what is still in flight (SYN retransmissions of the first connect).
+say "recv 100 300"
+for _ in $(seq 110); do l=$(hear); [[ $l == done* || $l == "(no answer)" ]] && break; done
+
+# Delete with a hold of 3 s: the port stays reserved and its frames are dropped, then it is free.
+r=$(ask "del tcp 5001 3000"); [ "$r" = deleted ] && ok "del tcp 5001 with a 3 s hold" || ko "del with hold: $r"
+t0=$(date +%s.%N)
+r=$(py h1 "$tmp/bind.py" tcp "$H1" 5001); [ "$r" = "errno 98" ] && ok "held port: kernel bind refused" || ko "held port bind: $r"
+in_host h1 "$V" stat --json >"$tmp/stat1" 2>&1
+grep -q '"proto": "tcp", "port": 5001, [^}]*"held": true' "$tmp/stat1" && ok "stat lists tcp/5001 as held" ||
+	{ ko "stat shows the held port"; cat "$tmp/stat1"; }
+r=$(py h0 "$tmp/conn.py" "$H1" 5001 1); [ "$r" = timeout ] && ok "held port: SYN dropped, no RST" || ko "held port SYN: $r"
+r=$(ask "recv 1 300"); [ "$r" = "done 0" ] && ok "held port: nothing reaches the endpoint" || ko "held port rx: $r $(hear)"
+sleep "$(python3 -c "import time; print(max(0, 3.6 - (time.time() - $t0) ))" 2>/dev/null || echo 3)"
+r=$(py h1 "$tmp/bind.py" tcp "$H1" 5001); [ "$r" = bound ] && ok "hold over: the kernel can bind 5001" || ko "after hold bind: $r"
+r=$(py h0 "$tmp/conn.py" "$H1" 5001 2); [ "$r" = refused ] && ok "hold over: the kernel answers 5001 (RST)" || ko "after hold connect: $r"
+r=$(ask "del udp 5002 0"); [ "$r" = deleted ] && ok "del udp 5002 without hold" || ko "del udp: $r"
+r=$(py h1 "$tmp/bind.py" udp "$H1" 5002); [ "$r" = bound ] && ok "freed at once: kernel binds udp 5002" || ko "free bind: $r"
+r=$(ask "del udp 5002 0"); [ "$r" = "err 2" ] && ok "del of a port not owned: ENOENT" || ko "del not owned: $r"
+
+# kill -9: numbered ports free at once, ephemeral TCP ports held for viaductd's TIME-WAIT (60 s).
+r=$(ask "add tcp 5003"); [ "$r" = "added tcp 5003" ] || ko "add tcp 5003: $r"
+r=$(ask "add tcp 0"); eph=${r##* }
+[[ $r == "added tcp "* ]] && [ "$eph" -ge 1024 ] && ok "ephemeral TCP port $eph" || ko "add tcp 0: $r"
+r=$(ask "add udp 0"); ueph=${r##* }
+in_host h1 "$V" stat >"$tmp/stat2" 2>&1
+grep -qE "tcp/5003( |$)" "$tmp/stat2" && grep -q "tcp/$eph\*" "$tmp/stat2" && ok "stat shows the endpoint's ports" ||
+	{ ko "stat shows ports"; cat "$tmp/stat2"; }
+kill -9 "$epa" # the process itself: lab exec, ip netns exec and setpriv exec it
+wait "$EPA_PID" 2>/dev/null
+sleep 0.3
+r=$(py h1 "$tmp/bind.py" tcp "$H1" 5003); [ "$r" = bound ] && ok "after kill -9: numbered tcp 5003 free at once" || ko "numbered after kill: $r"
+r=$(py h1 "$tmp/bind.py" udp "$H1" "$ueph"); [ "$r" = bound ] && ok "after kill -9: ephemeral udp $ueph free at once" || ko "udp eph after kill: $r"
+r=$(py h1 "$tmp/bind.py" tcp "$H1" "$eph"); [ "$r" = "errno 98" ] && ok "after kill -9: ephemeral tcp $eph held (TIME-WAIT)" || ko "eph held after kill: $r"
+r=$(py h0 "$tmp/conn.py" "$H1" "$eph" 1); [ "$r" = timeout ] && ok "after kill -9: SYN to tcp $eph dropped, no RST" || ko "eph SYN after kill: $r"
+in_host h1 "$V" stat >"$tmp/stat3" 2>&1
+grep -q "tcp/$eph ifindex [0-9]* [0-9]* ms left" "$tmp/stat3" && ok "stat lists the held ephemeral port" ||
+	{ ko "stat held after kill"; cat "$tmp/stat3"; }
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
