@@ -6,7 +6,7 @@
  *
  *   --server / --client ADDR   one side each: both walk the same --path list in order, --reps times.
  *   --lab NAME                 --reps rounds; each round runs every path once as a server in NAME-h1 and
- *                              a client in NAME-h0 (fi-shm: both in NAME-h0), started through
+ *                              a client in NAME-h0 (viaduct-shm, fi-shm: both in NAME-h0), started through
  *                              `viaduct lab exec`, and the medians over rounds are reported (the machine's
  *                              slow phases then hit every path alike). fi-* run in the first round only.
  * viaduct-xdp uses eth0 (viaductd's link); every other path the reference link ref0.
@@ -28,6 +28,7 @@
 static const char *const bench_names[VD_MSG_NBENCH] = { "pingpong", "bw", "rate" };
 static const char *const path_names[VD_MSG_NPATHS] = {
 	[VD_MSG_VIADUCT_XDP] = "viaduct-xdp", [VD_MSG_VIADUCT_UDP] = "viaduct-udp",
+	[VD_MSG_VIADUCT_SHM] = "viaduct-shm",
 	[VD_MSG_KERNEL_UDP] = "kernel-udp",   [VD_MSG_BARE_AFXDP] = "bare-afxdp",
 	[VD_MSG_KERNEL_TCP] = "kernel-tcp",   [VD_MSG_FI_SHM] = "fi-shm",
 	[VD_MSG_FI_UDP] = "fi-udp",           [VD_MSG_FI_TCP] = "fi-tcp",
@@ -115,8 +116,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: viaduct perf pingpong|bw|rate[,...] [--lab NAME | --server | --client ADDR] [options]\n"
 		"options:\n"
-		"  --path P[,P...]    viaduct-xdp, viaduct-udp, kernel-udp, bare-afxdp, kernel-tcp, fi-shm, fi-udp,\n"
-		"                     fi-tcp (default all; fi-* need fi_pingpong from libfabric-bin, else skipped)\n"
+		"  --path P[,P...]    viaduct-xdp, viaduct-udp, viaduct-shm, kernel-udp, bare-afxdp, kernel-tcp,\n"
+		"                     fi-shm, fi-udp, fi-tcp (default all; fi-* need fi_pingpong from libfabric-bin,\n"
+		"                     else skipped; viaduct-shm and fi-shm run both sides in the client's host)\n"
 		"  --size S[,S...]    message sizes in bytes (K and M suffixes: KiB, MiB) for every bench given;\n"
 		"                     defaults: pingpong 8..1M in steps of x8, bw 64K,256K,1M,4M, rate 8\n"
 		"  --iters N          ping-pong round trips per size (default 5000), --warmup N (default 500)\n"
@@ -394,6 +396,7 @@ static int run_path(const struct vd__msg_side *s, enum vd__msg_path p)
 	switch (p) {
 	case VD_MSG_VIADUCT_XDP:
 	case VD_MSG_VIADUCT_UDP:
+	case VD_MSG_VIADUCT_SHM:
 		return vd__msg_vd_run(s, p);
 	case VD_MSG_KERNEL_UDP:
 	case VD_MSG_BARE_AFXDP:
@@ -505,7 +508,7 @@ static int run_lab(struct msg_args *a, struct sink *sk, struct vd__perf_merge *m
 			if (p >= VD_MSG_FI_SHM && (r > 0 || !have_fi || !a->side.fi_first_round))
 				continue;
 			/* Shared memory needs both sides on one host. */
-			side_argv(sv, 72, sstore, a, p == VD_MSG_FI_SHM ? "h0" : "h1", 1, p);
+			side_argv(sv, 72, sstore, a, p == VD_MSG_FI_SHM || p == VD_MSG_VIADUCT_SHM ? "h0" : "h1", 1, p);
 			side_argv(cv, 72, cstore, a, "h0", 0, p);
 			if (vd__perf_lab_pair(sv, cv, m) < 0) {
 				fprintf(stderr, "viaduct perf: %s failed on lab %s (round %u)\n", path_names[p], a->lab,

@@ -10,6 +10,9 @@
  * Paths (perf_msg.c runs each as a client/server pair):
  *   viaduct-xdp   vd_ep over the xdp backend, direct RX (perf_msg_vd.c)
  *   viaduct-udp   vd_ep over the udp backend (kernel sockets under the same engine)
+ *   viaduct-shm   vd_ep with both sides in one host (the client's) on 127.0.0.1: the udp backend with
+ *                 same-host shared memory on (vd_ep_open's default), so once the channel is up (during the
+ *                 HELLO and warm-up) every frame moves through it; compared with fi-shm
  *   kernel-udp    the frames benchmark's kernel UDP transport: one datagram per message, only for messages
  *                 that fit one datagram within the MTU (perf_msg_ref.c)
  *   bare-afxdp    the frames benchmark's bare AF_XDP transport: ping-pong of one frame, frame throughput at
@@ -31,6 +34,7 @@ enum vd__msg_bench { VD_MSG_PINGPONG, VD_MSG_BW, VD_MSG_RATE, VD_MSG_NBENCH };
 enum vd__msg_path {
 	VD_MSG_VIADUCT_XDP,
 	VD_MSG_VIADUCT_UDP,
+	VD_MSG_VIADUCT_SHM,
 	VD_MSG_KERNEL_UDP,
 	VD_MSG_BARE_AFXDP,
 	VD_MSG_KERNEL_TCP,

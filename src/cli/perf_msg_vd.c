@@ -38,6 +38,15 @@ static int open_ep(struct vd_ep **ep, const struct vd__msg_side *s, enum vd__msg
 	const char *iface = p == VD_MSG_VIADUCT_XDP ? s->iface : s->ref_iface;
 
 	vd_ep_opts_init(&o);
+	if (p == VD_MSG_VIADUCT_SHM) {
+		/* Both sides in one host: the server on a fixed port of the loopback address, the client on an
+		 * ephemeral one; the udp backend carries the first frames until the channel is up. */
+		snprintf(local, sizeof(local), "127.0.0.1:%u", s->server ? vd__msg_path_port(p) : 0u);
+		o.nic.local = local;
+		o.nic.backend = VD_BACKEND_UDP;
+		o.nic.same_host_shm = 1;
+		return vd_ep_open(ep, &o);
+	}
 	if (!s->server) {
 		int r = vd__perf_route_src(p == VD_MSG_VIADUCT_XDP ? s->peer_ip : s->ref_peer_ip, ip, sizeof(ip),
 					   NULL, 0);
@@ -94,8 +103,15 @@ static int serve(const struct vd__msg_side *s, enum vd__msg_path p)
 		rc = slots[i].buf ? post_recv(ep, &slots[i], cap) : -ENOMEM;
 	}
 	uint64_t last = vd__perf_now_ns(), idle_ns = (uint64_t)s->idle_ms * 1000000ull;
-	unsigned spins = 0;
+	unsigned spins = 0, nrepost = 0;
+	struct slot *repost[SERVER_SLOTS];
+	int active = 0;
 
+	/*
+	 * Off the answer's path: the completion of the previous answer comes with the next request (its ack
+	 * rides on it) and is reported first, so its buffer is reposted when the server is idle (or at once if
+	 * fewer than half the slots are posted), and the clock is read only every 1024 idle polls.
+	 */
 	while (rc == 0 && !done && !vd__perf_stop) {
 		struct vd_req *r;
 		struct vd_status st;
@@ -106,19 +122,29 @@ static int serve(const struct vd__msg_side *s, enum vd__msg_path p)
 			break;
 		}
 		if (!got) {
-			if ((++spins & 1023) == 0 && vd__perf_now_ns() - last > idle_ns)
-				rc = -ETIMEDOUT;
+			if (nrepost) {
+				rc = post_recv(ep, repost[--nrepost], cap);
+				continue;
+			}
+			if ((++spins & 1023) == 0) {
+				uint64_t now = vd__perf_now_ns();
+
+				if (active)
+					last = now, active = 0;
+				else if (now - last > idle_ns)
+					rc = -ETIMEDOUT;
+			}
 			continue;
 		}
-		last = vd__perf_now_ns();
+		active = 1;
 		struct slot *sl = st.context;
 
 		if (st.is_send) {
 			/* An answer finished (or its peer is gone: a client restarted; not our failure). */
 			if (sl->quit)
 				done = 1;
-			else
-				rc = post_recv(ep, sl, cap);
+			else if ((repost[nrepost++] = sl, nrepost > SERVER_SLOTS / 2))
+				rc = post_recv(ep, repost[--nrepost], cap);
 			continue;
 		}
 		if (st.error && st.error != -EMSGSIZE) {
@@ -186,14 +212,32 @@ static int exchange(struct vd_ep *ep, struct vd_peer *peer, unsigned kind, uint3
 	return rc;
 }
 
-/* Data frames this endpoint sent again so far (timeouts and selective-ack holes): printed per result,
- * since one retransmission timeout (rto_min, 2 ms) weighs more than thousands of round trips. */
-static uint64_t retransmits(const struct vd_ep *ep)
+/* Counters at the start of a measurement, for the extra fields of its result. */
+struct snap {
+	uint64_t retrans, frames, shm_frames;
+};
+
+static struct snap snap_take(const struct vd_ep *ep)
 {
 	struct vd_ep_stats es;
+	struct vd_nic_stats ns;
 
 	vd_ep_stats(ep, &es);
-	return es.retransmits;
+	vd_nic_stats(vd_ep_nic(ep), &ns);
+	return (struct snap){ es.retransmits, es.frames_sent, ns.shm_tx_frames };
+}
+
+/* ,"retrans":N since s0, and for viaduct-shm the share of frames sent through shared memory (a check that
+ * the path measured is the one named: the udp backend carries frames only until the channel is up). */
+static void snap_extra(char *buf, size_t cap, const struct vd_ep *ep, enum vd__msg_path p, struct snap s0)
+{
+	struct snap s1 = snap_take(ep);
+	int n = snprintf(buf, cap, ",\"retrans\":%llu", (unsigned long long)(s1.retrans - s0.retrans));
+
+	if (p == VD_MSG_VIADUCT_SHM && n > 0 && (size_t)n < cap)
+		snprintf(buf + n, cap - (size_t)n, ",\"shm_share\":%.4f",
+			 s1.frames > s0.frames ? (double)(s1.shm_frames - s0.shm_frames) / (double)(s1.frames - s0.frames)
+					       : 0.0);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -209,7 +253,7 @@ static int pingpong(struct vd_ep *ep, struct vd_peer *peer, const struct vd__msg
 	uint8_t *out = malloc(size ? size : 1), *in = malloc(size ? size : 1);
 	uint64_t *rtt = calloc(s->iters, sizeof(*rtt));
 	uint64_t budget = (uint64_t)s->pingpong_ms * 1000000ull, t_start = vd__perf_now_ns();
-	uint64_t rtx0 = retransmits(ep);
+	struct snap s0 = snap_take(ep);
 	unsigned n = 0;
 	int rc = 0;
 
@@ -241,10 +285,10 @@ static int pingpong(struct vd_ep *ep, struct vd_peer *peer, const struct vd__msg
 	}
 	if (rc == 0 && n) {
 		qsort(rtt, n, sizeof(*rtt), cmp_u64);
-		char extra[64];
+		char extra[128], more[96];
 
-		snprintf(extra, sizeof(extra), ",\"iters\":%u,\"retrans\":%llu", n,
-			 (unsigned long long)(retransmits(ep) - rtx0));
+		snap_extra(more, sizeof(more), ep, p, s0);
+		snprintf(extra, sizeof(extra), ",\"iters\":%u%s", n, more);
 		/* Half round trip, nearest-rank percentiles. */
 		vd__msg_emit(s->out, VD_MSG_PINGPONG, p, size, rtt[(n * 50 + 99) / 100 - 1] / 2000.0,
 			     rtt[(n * 99 + 99) / 100 - 1] / 2000.0, NAN, NAN, extra);
@@ -263,7 +307,8 @@ static int stream(struct vd_ep *ep, struct vd_peer *peer, const struct vd__msg_s
 	unsigned window = b == VD_MSG_RATE ? VD_MSG_RATE_WINDOW : s->window, inflight = 0;
 	uint8_t *buf = malloc(size ? size : 1);
 	uint64_t start = vd__perf_now_ns(), end = start + (uint64_t)s->duration_ms * 1000000ull, last = start;
-	uint64_t done = 0, last_progress = start, rtx0 = retransmits(ep);
+	uint64_t done = 0, last_progress = start;
+	struct snap s0 = snap_take(ep);
 	int rc = 0, sending = 1;
 
 	if (!buf)
@@ -299,10 +344,11 @@ static int stream(struct vd_ep *ep, struct vd_peer *peer, const struct vd__msg_s
 	free(buf);
 	if (rc == 0 && done && last > start) {
 		double ns = (double)(last - start);
-		char extra[96];
+		char extra[160], more[96];
 
-		snprintf(extra, sizeof(extra), ",\"window\":%u,\"msgs\":%llu,\"retrans\":%llu", window,
-			 (unsigned long long)done, (unsigned long long)(retransmits(ep) - rtx0));
+		snap_extra(more, sizeof(more), ep, p, s0);
+		snprintf(extra, sizeof(extra), ",\"window\":%u,\"msgs\":%llu%s", window, (unsigned long long)done,
+			 more);
 		vd__msg_emit(s->out, b, p, size, NAN, NAN, (double)done * size * 8 / ns, (double)done * 1000.0 / ns,
 			     extra);
 	}
@@ -322,7 +368,8 @@ static int client(const struct vd__msg_side *s, enum vd__msg_path p)
 		fprintf(stderr, "viaduct perf: %s: cannot open an endpoint: %s\n", name, strerror(-rc));
 		return rc;
 	}
-	snprintf(server, sizeof(server), "%s:%u", p == VD_MSG_VIADUCT_XDP ? s->peer_ip : s->ref_peer_ip,
+	snprintf(server, sizeof(server), "%s:%u",
+		 p == VD_MSG_VIADUCT_SHM ? "127.0.0.1" : p == VD_MSG_VIADUCT_XDP ? s->peer_ip : s->ref_peer_ip,
 		 vd__msg_path_port(p));
 	rc = vd_peer_resolve(ep, server, &peer);
 	/* The server may still be opening its endpoint: retransmission covers the wait. */

@@ -55,9 +55,10 @@ cp "$TMP/out" "$TMP/res.json"
 check "JSON lines well formed, every path reported" python3 - "$TMP/res.json" <<'EOF'
 import json, math, sys
 want = {
-    "pingpong": ["viaduct-xdp", "viaduct-udp", "kernel-udp", "bare-afxdp", "kernel-tcp", "fi-shm", "fi-udp", "fi-tcp"],
-    "bw": ["viaduct-xdp", "viaduct-udp", "kernel-udp", "bare-afxdp", "kernel-tcp"],
-    "rate": ["viaduct-xdp", "viaduct-udp", "kernel-udp", "bare-afxdp"],
+    "pingpong": ["viaduct-xdp", "viaduct-udp", "viaduct-shm", "kernel-udp", "bare-afxdp", "kernel-tcp", "fi-shm",
+                 "fi-udp", "fi-tcp"],
+    "bw": ["viaduct-xdp", "viaduct-udp", "viaduct-shm", "kernel-udp", "bare-afxdp", "kernel-tcp"],
+    "rate": ["viaduct-xdp", "viaduct-udp", "viaduct-shm", "kernel-udp", "bare-afxdp"],
 }
 seen, skipped, bad = {}, set(), 0
 def num(v): return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
@@ -80,6 +81,9 @@ for line in open(sys.argv[1]):
         ok = num(o["gbps"]) and num(o["mmsgs"])
     if not ok:
         print("bad values", line); bad += 1
+    # viaduct-shm must really be shared memory: the udp backend carries frames only until the channel is up
+    if p == "viaduct-shm" and not (o.get("shm_share", 0) >= 0.5):
+        print("viaduct-shm not through shared memory", line); bad += 1
     seen.setdefault(b, set()).add(p)
 for b, paths in want.items():
     for p in paths:
@@ -91,7 +95,7 @@ for line in open(sys.argv[1]):
     if line.startswith("{") and "skipped" not in line:
         o = json.loads(line); sizes.setdefault((o["bench"], o["path"]), set()).add(o["size"])
 for b in want:
-    for p in ("viaduct-xdp", "viaduct-udp"):
+    for p in ("viaduct-xdp", "viaduct-udp", "viaduct-shm"):
         if sizes.get((b, p)) != {8, 65536}:
             print("sizes of", b, p, sizes.get((b, p))); bad += 1
 sys.exit(1 if bad else 0)
@@ -113,7 +117,7 @@ lines = root.findall(ns + "polyline")
 # latency: 5 paths with results at 8 B at least + fi-* if installed; bandwidth: viaduct-xdp/udp, kernel-tcp,
 # bare-afxdp, kernel-udp
 assert len(lines) >= 10, len(lines)
-for name in ("viaduct-xdp", "viaduct-udp", "kernel-tcp", "bare-afxdp", "kernel-udp"):
+for name in ("viaduct-xdp", "viaduct-udp", "viaduct-shm", "kernel-tcp", "bare-afxdp", "kernel-udp"):
     assert texts.count(name) == 2, (name, texts.count(name))
 for l in lines:
     pts = l.get("points").split()
@@ -124,7 +128,7 @@ EOF
 check "perf table FILE: messaging table with the targets" bash -c \
 	"'$V' perf table '$TMP/res.json' | tee /dev/stderr | grep -q 'ping-pong: half round trip' && \
 	 '$V' perf table '$TMP/res.json' | grep -q 'message rate' && \
-	 '$V' perf table '$TMP/res.json' | grep -c 'target' | grep -qx 6"
+	 '$V' perf table '$TMP/res.json' | grep -c 'target' | grep -qx 7"
 
 # --- --server / --client --------------------------------------------------------------------------------
 "$V" lab exec --name "$LAB" h1 -- "$V" perf pingpong,rate --server --path viaduct-udp,kernel-tcp \

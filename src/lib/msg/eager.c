@@ -181,6 +181,26 @@ static size_t fill_frame(struct vd_peer *p, uint8_t *b)
 	return pos;
 }
 
+/* First transmission of the framed frame snd_tx: 0, or -EAGAIN if the nic has no room (it stays framed). */
+static int transmit_next(struct vd_peer *p)
+{
+	struct vd_ep *ep = p->ep;
+	struct vd__txslot *t = &p->tx[p->snd_tx & (VD__RING - 1)];
+
+	if (vd__tx_copy(ep, &p->addr, t->buf, t->len) < 0)
+		return -EAGAIN;
+	/* The timer starts when the frame really leaves, not when it was framed; with nothing in flight
+	 * the peer's retransmission timer starts now (RFC 6298 5.1). */
+	if (p->snd_una == p->snd_tx)
+		p->last_advance = ep->now;
+	t->sent_ns = ep->now;
+	t->deadline = ep->now + p->rto;
+	if (t->deadline < p->rto_next)
+		p->rto_next = t->deadline;
+	p->snd_tx++;
+	return 0;
+}
+
 int vd__peer_emit(struct vd_peer *p, int force)
 {
 	struct vd_ep *ep = p->ep;
@@ -188,6 +208,16 @@ int vd__peer_emit(struct vd_peer *p, int force)
 
 	if (p->gone)
 		return 0;
+	/*
+	 * Frames the nic had no room for on an earlier pass go first, in order. They are not retransmissions
+	 * (they never left): no backoff, not counted, and their RTT sample stays valid. Until they are out
+	 * nothing new is framed behind them (the nic is still full, or the order would change).
+	 */
+	while (p->snd_tx != p->snd_nxt) {
+		if (transmit_next(p) < 0)
+			return sent;
+		sent++;
+	}
 	while ((p->ctrl_head != p->ctrl_tail || !vd__list_empty(&p->txq)) && may_send(p) && !hold_back(p, force)) {
 		struct vd__txslot *t = &p->tx[p->snd_nxt & (VD__RING - 1)];
 		if (!t->buf) {
@@ -209,12 +239,14 @@ int vd__peer_emit(struct vd_peer *p, int force)
 		vd__wire_seal(t->buf, len);
 		t->len = (uint16_t)len;
 		t->sacked = 0;
+		t->owed = 0;
 		t->tx_count = 1;
-		t->sent_ns = ep->now;
-		t->deadline = ep->now + p->rto;
 		p->snd_nxt++;
-		/* A frame the nic cannot take now stays in its slot and goes again at its RTO. */
-		vd__tx_copy(ep, &p->addr, t->buf, len);
+		/* A frame the nic cannot take now stays framed in its slot and goes first on the next pass
+		 * (no data loss, and no retransmission timeout for a frame that never left). Its piggybacked
+		 * ack is then a little late, which acks allow. */
+		if (transmit_next(p) < 0)
+			break;
 		sent++;
 	}
 	return sent;

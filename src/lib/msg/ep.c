@@ -114,6 +114,7 @@ VD_API int vd_ep_open(struct vd_ep **out, const struct vd_ep_opts *opts)
 	ep->max_peers = (uint32_t)def(o.max_peers, 4096);
 	ep->now = vd_nic_now_ns(ep->nic);
 	ep->session = new_session(ep);
+	vd__gate_init(ep, !strcmp(vd_nic_backend_name(ep->nic), "sim"));
 
 	if (o.flags & VD_EP_PROGRESS_THREAD) {
 		if (!strcmp(vd_nic_backend_name(ep->nic), "sim")) {
@@ -233,6 +234,7 @@ VD_API int vd_peer_from_addr(struct vd_ep *ep, const struct vd_addr *a, struct v
 		return -EINVAL;
 	vd__ep_lock(ep);
 	ep->now = vd_nic_now_ns(ep->nic);
+	vd__gate_off(ep);
 	struct vd_peer *p = vd__peer_find(ep, a);
 	/* A gone peer stays gone; a new handle starts a new association (the old incarnation's late frames
 	 * are recognised by its session and dropped). */
@@ -319,6 +321,7 @@ static int send_common(struct vd_ep *ep, const struct iovec *iov, int iovcnt, st
 	r->st.match = match;
 	r->st.msg_len = r->len;
 	ep->now = vd_nic_now_ns(ep->nic);
+	vd__gate_off(ep);
 	vd__send_enqueue(p, r);
 	vd__peer_emit(p, 0);
 	if (ep->tx_pending) {
@@ -373,7 +376,9 @@ VD_API int vd_irecvv(struct vd_ep *ep, const struct iovec *iov, int iovcnt, uint
 	}
 	r->match = match;
 	r->mask = mask;
-	ep->now = vd_nic_now_ns(ep->nic);
+	/* No clock read here (it is on the ping-pong path): matching needs no time, and a rendezvous pull
+	 * this starts reads the clock itself (vd__pull_start). */
+	vd__gate_off(ep);
 	vd__recv_post(ep, r);
 	*req = r;
 	vd__ep_unlock(ep);
@@ -416,11 +421,15 @@ static int wait_loop(struct vd_ep *ep, int timeout_ms, int (*ready)(struct vd_ep
 		int work = vd__progress(ep);
 		if (ready(ep, arg))
 			return 1;
-		uint64_t now = ep->now;
+		if (work) {
+			if (ep->now >= end)
+				return 0;
+			continue;
+		}
+		/* An idle pass may have stopped at the gate without reading the clock. */
+		uint64_t now = ep->now = vd_nic_now_ns(ep->nic);
 		if (now >= end)
 			return 0;
-		if (work)
-			continue;
 		uint64_t d = vd__next_deadline(ep);
 		if (d > end)
 			d = end;
@@ -554,6 +563,7 @@ VD_API int vd_cancel(struct vd_ep *ep, struct vd_req *r)
 	if (!ep || !r || r->ep != ep)
 		return -EINVAL;
 	vd__ep_lock(ep);
+	vd__gate_off(ep);
 	if (r->is_send) {
 		rc = vd__send_cancel(r);
 	} else if (r->state == VD__REQ_QUEUED) {

@@ -103,6 +103,7 @@ struct vd__txslot {
 	uint16_t len;
 	uint8_t sacked;     /* selectively acknowledged: never resent */
 	uint8_t tx_count;   /* times transmitted; Karn's rule: RTT sampled only when 1 */
+	uint8_t owed;       /* a retransmission the nic had no room for: goes on the next pass, no backoff */
 	uint64_t sent_ns;   /* last transmission */
 	uint64_t deadline;  /* retransmission time */
 };
@@ -125,6 +126,16 @@ struct vd_peer {
 
 	/* Sending side. */
 	uint32_t snd_una, snd_nxt; /* oldest unacknowledged seq, next seq to use */
+	uint32_t snd_tx;           /* next seq to hand to the nic: [snd_tx, snd_nxt) are framed, never sent
+	                            * (the nic had no room), and go first on the next pass */
+	uint64_t rto_next;         /* no retransmission timer of [snd_una, snd_tx) expires before this
+	                            * (a lower bound: the timer scan runs only once it is reached) */
+	int rtx_owed;              /* some slot has owed set */
+	uint64_t last_advance;     /* the retransmission timer's start: the last ack of new data, or the
+	                            * first transmission with nothing in flight (RFC 6298 5.1, 5.3) */
+	uint32_t recover;          /* after an RTO expiry: snd_tx then; recovery ends when snd_una reaches it */
+	uint8_t in_recovery, rec_partial; /* in recovery; a partial ack came (rto_scan) */
+	uint64_t rto_time;         /* when the expiry happened: frames sent before it are in recovery */
 	uint32_t snd_edge;         /* the receiver accepts seq < snd_edge */
 	struct vd__txslot tx[VD__RING];
 	uint64_t srtt, rttvar, rto; /* RFC 6298 estimator, ns; rto includes backoff */
@@ -141,6 +152,7 @@ struct vd_peer {
 	/* Receiving side. */
 	uint32_t rcv_nxt;   /* next seq expected: everything below has been received */
 	uint32_t proc_seq;  /* next seq to process; [proc_seq, rcv_nxt) are held in rx[] */
+	uint32_t rx_top;    /* one above the highest seq ever stored in rx[] (none held at or beyond it) */
 	uint32_t held_off;  /* record offset in the held frame proc_seq where processing stopped */
 	int blocked;        /* processing stopped by back-pressure (unexpected buffer full) */
 	struct vd__rxslot rx[VD__RING];
@@ -183,6 +195,7 @@ struct vd__pull_blk {
 	uint32_t last;     /* highest frame (relative to first) asked for by the latest request */
 	uint8_t replied;   /* a reply came since the latest request */
 	uint8_t fast;      /* deadline is the short reorder grace, not an RTO: no backoff when it fires */
+	uint8_t unsent;    /* the nic had no room for the latest request: it goes on the next pass */
 	uint64_t order;    /* the latest request's place in peer->pull_req_order */
 };
 
@@ -219,7 +232,12 @@ struct vd_ep {
 	uint64_t unexp_max, unexp_bytes;
 	uint32_t pull_blocks, max_peers, npeers;
 	uint32_t next_send_id, next_pull_id;
-	uint64_t now;           /* clock read at the start of this progress pass */
+	uint64_t now;           /* clock read at the start of this progress pass, or by the API call */
+	/* The idle gate (progress.c): no timer is due before gate_ns (clock) or gate_tsc (time-stamp
+	 * counter, ticking tsc_q16 / 65536 per ns, learnt from the reading tsc_ref at tsc_ref_ns). */
+	int gate, tsc_ok;
+	uint64_t gate_ns, gate_tsc;
+	uint64_t tsc_ref, tsc_ref_ns, tsc_q16;
 
 	struct vd_peer **htab;
 	uint32_t hmask;
@@ -264,6 +282,8 @@ int vd__peer_send_ack(struct vd_peer *p, uint8_t extra_flags);
 int vd__peer_busy(const struct vd_peer *p);
 int vd__tx_copy(struct vd_ep *ep, const struct vd_addr *to, const void *buf, size_t len);
 
+uint64_t vd__reorder_grace(const struct vd_peer *p);
+
 /* match.c */
 enum { VD__RX_DONE = 0, VD__RX_BLOCKED = 1 };
 int vd__rx_records(struct vd_peer *p, const uint8_t *body, size_t len, uint32_t *pos);
@@ -293,6 +313,13 @@ void vd__pwork_purge(struct vd_ep *ep, struct vd_req *req);
 void vd__pull_abort(struct vd__pull *pl, int err);
 
 /* progress.c */
+enum { VD__GATE_OFF = 0, VD__GATE_CLOCK, VD__GATE_TSC };
+void vd__gate_init(struct vd_ep *ep, int virtual_clock);
+/* Something changed the timers outside a progress pass (an API call): the next pass runs them all. */
+static inline void vd__gate_off(struct vd_ep *ep)
+{
+	ep->gate = VD__GATE_OFF;
+}
 int vd__progress(struct vd_ep *ep);
 uint64_t vd__next_deadline(struct vd_ep *ep);
 int vd__bg_start(struct vd_ep *ep);

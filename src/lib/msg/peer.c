@@ -56,9 +56,10 @@ struct vd_peer *vd__peer_new(struct vd_ep *ep, const struct vd_addr *a, uint32_t
 	p->addr = *a;
 	p->addr._pad = 0;
 	p->prev_session = prev_session;
-	p->snd_una = p->snd_nxt = 1;
+	p->snd_una = p->snd_nxt = p->snd_tx = 1;
+	p->rto_next = UINT64_MAX;
 	p->snd_edge = 1 + VD__INIT_WND;
-	p->rcv_nxt = p->proc_seq = 1;
+	p->rcv_nxt = p->proc_seq = p->rx_top = 1;
 	p->rto = ep->rto_init;
 	p->last_heard = ep->now;
 	vd__list_init(&p->txq);
@@ -132,12 +133,18 @@ void vd__peer_fill_ack(struct vd_peer *p, struct vd__whdr *h)
 	uint32_t edge = p->proc_seq + ep->window;
 	uint64_t sack = 0;
 
-	for (uint32_t i = 0; i < 64; i++) {
-		uint32_t s = p->rcv_nxt + 1 + i;
-		if (!vd__seq_lt(s, edge))
-			break;
-		if (p->rx[s & (VD__RING - 1)].present)
-			sack |= 1ull << i;
+	/* Only frames below rx_top can be held ahead of rcv_nxt: in order (the usual case) there is nothing to
+	 * look at, and the scan of the window's slots is skipped (it was on every frame we send). */
+	if (vd__seq_lt(p->rcv_nxt + 1, p->rx_top)) {
+		for (uint32_t i = 0; i < 64; i++) {
+			uint32_t s = p->rcv_nxt + 1 + i;
+			if (!vd__seq_lt(s, edge) || !vd__seq_lt(s, p->rx_top))
+				break;
+			if (p->rx[s & (VD__RING - 1)].present)
+				sack |= 1ull << i;
+		}
+	} else {
+		p->rx_top = p->rcv_nxt; /* keeps it near rcv_nxt (serial comparisons stay valid) */
 	}
 	h->flags |= VD__WF_ACK;
 	h->ack = p->rcv_nxt;
@@ -163,8 +170,15 @@ int vd__peer_send_ack(struct vd_peer *p, uint8_t extra_flags)
 	h.flags |= extra_flags;
 	vd__wire_put_hdr(buf, &h);
 	vd__wire_seal(buf, sizeof(buf));
+	int rc = vd__tx_copy(ep, &p->addr, buf, sizeof(buf));
+	if (rc < 0) {
+		/* No room in the nic: the ack is still owed (fill_ack cleared the state that said so), send it
+		 * on the next pass rather than leave the sender to its retransmission timeout. */
+		p->ack_now = 1;
+		return rc;
+	}
 	ep->stats.acks_sent++;
-	return vd__tx_copy(ep, &p->addr, buf, sizeof(buf));
+	return 0;
 }
 
 static void send_reset(struct vd_ep *ep, const struct vd_addr *to, uint32_t their_session, uint32_t stale)
@@ -209,7 +223,8 @@ static void rtt_sample(struct vd_peer *p, uint64_t r)
 	p->rto = rto;
 }
 
-static void retransmit(struct vd_peer *p, uint32_t s)
+/* Sends frame s again: 0, or -EAGAIN if the nic has no room (nothing changed: the caller owes it). */
+static int retransmit(struct vd_peer *p, uint32_t s)
 {
 	struct vd_ep *ep = p->ep;
 	struct vd__txslot *t = &p->tx[s & (VD__RING - 1)];
@@ -217,12 +232,17 @@ static void retransmit(struct vd_peer *p, uint32_t s)
 	/* The stored frame still carries the ack fields of its first transmission. They are stale but
 	 * true (acks only move forward, a selectively acked frame stays received), so the frame is resent
 	 * unchanged rather than re-encoded and re-checksummed. */
-	vd__tx_copy(ep, &p->addr, t->buf, t->len);
+	if (vd__tx_copy(ep, &p->addr, t->buf, t->len) < 0)
+		return -EAGAIN;
 	if (t->tx_count < 255)
 		t->tx_count++;
+	t->owed = 0;
 	t->sent_ns = ep->now;
 	t->deadline = ep->now + p->rto;
+	if (t->deadline < p->rto_next)
+		p->rto_next = t->deadline;
 	ep->stats.retransmits++;
+	return 0;
 }
 
 static void on_ack(struct vd_peer *p, const struct vd__whdr *h)
@@ -232,9 +252,10 @@ static void on_ack(struct vd_peer *p, const struct vd__whdr *h)
 	uint64_t sample = 0;
 	int have_sample = 0;
 
-	/* An ack for a frame never sent is bogus; one below snd_una is an old, reordered ack: both are
-	 * ignored entirely (their window too, it could only be older). */
-	if (vd__seq_lt(p->snd_nxt, ack) || vd__seq_lt(ack, p->snd_una))
+	/* An ack for a frame never sent (framed frames the nic had no room for included) is bogus; one
+	 * below snd_una is an old, reordered ack: both are ignored entirely (their window too, it could
+	 * only be older). */
+	if (vd__seq_lt(p->snd_tx, ack) || vd__seq_lt(ack, p->snd_una))
 		return;
 	for (uint32_t s = p->snd_una; s != ack; s++) {
 		struct vd__txslot *t = &p->tx[s & (VD__RING - 1)];
@@ -245,17 +266,17 @@ static void on_ack(struct vd_peer *p, const struct vd__whdr *h)
 		}
 		t->len = 0;
 		t->sacked = 0;
+		t->owed = 0;
 		t->tx_count = 0;
 	}
 	int advanced = p->snd_una != ack;
 	p->snd_una = ack;
-
 	uint32_t top = ack; /* one above the highest selectively acked frame */
 	for (uint32_t i = 0; i < 64 && h->sack; i++) {
 		if (!(h->sack & (1ull << i)))
 			continue;
 		uint32_t s = ack + 1 + i;
-		if (!vd__seq_lt(s, p->snd_nxt))
+		if (!vd__seq_lt(s, p->snd_tx))
 			break;
 		struct vd__txslot *t = &p->tx[s & (VD__RING - 1)];
 		if (!t->sacked) {
@@ -267,8 +288,28 @@ static void on_ack(struct vd_peer *p, const struct vd__whdr *h)
 		}
 		top = s + 1;
 	}
-	if (have_sample)
+	if (have_sample) {
 		rtt_sample(p, sample);
+		/* A smaller RTO may bring the timer forward: keep rto_next a lower bound (rto_scan). */
+		uint64_t lb = p->last_advance + vd__reorder_grace(p);
+		if (lb < p->rto_next)
+			p->rto_next = lb;
+	}
+	if (ack == p->snd_tx) {
+		p->rto_next = UINT64_MAX; /* nothing in flight: no retransmission timer */
+		p->rtx_owed = 0;
+		p->in_recovery = p->rec_partial = 0;
+	} else if (advanced) {
+		/* New data acknowledged: the timer restarts (RFC 6298 5.3), and within a recovery this is a
+		 * partial ack (rto_scan). Nothing expires before the new bound. */
+		p->last_advance = ep->now;
+		if (p->in_recovery && !vd__seq_lt(ack, p->recover))
+			p->in_recovery = 0;
+		p->rec_partial = p->in_recovery;
+		uint64_t wait = p->rec_partial ? vd__reorder_grace(p) : p->rto;
+		if (!p->rtx_owed)
+			p->rto_next = ep->now + wait;
+	}
 
 	/*
 	 * Fast retransmit of holes (in the spirit of RFC 6675's DupThresh = 3): a frame with at least three
@@ -282,8 +323,9 @@ static void on_ack(struct vd_peer *p, const struct vd__whdr *h)
 			struct vd__txslot *t = &p->tx[s & (VD__RING - 1)];
 			if (t->sacked) {
 				above++;
-			} else if (above >= 3 && ep->now - t->sent_ns > guard) {
-				retransmit(p, s);
+			} else if (above >= 3 && !t->owed && ep->now - t->sent_ns > guard && retransmit(p, s) < 0) {
+				t->owed = 1; /* no room in the nic: the timer pass sends it */
+				p->rtx_owed = 1;
 			}
 		}
 	}
@@ -379,6 +421,8 @@ static void rx_data(struct vd_peer *p, uint32_t seq, const uint8_t *body, size_t
 	} else {
 		if (rx_store(p, r, body, len) < 0)
 			return; /* not acked: it will come again */
+		if (vd__seq_lt(p->rx_top, seq + 1))
+			p->rx_top = seq + 1;
 		if (seq != p->rcv_nxt)
 			ep->stats.out_of_order++;
 		p->ack_now = 1;
@@ -494,6 +538,92 @@ static int window_closed(const struct vd_peer *p)
 	return !vd__seq_lt(p->snd_nxt, p->snd_edge);
 }
 
+/*
+ * How long a frame may lag behind frames sent after it before we take it as lost: the network may reorder,
+ * by less than a round trip (the guard of the stream's fast retransmit, docs/msg-protocol.md section 4).
+ * Bounded by the RTO so it is never slower than the timeout. Used by the stream's recovery and the pull.
+ */
+uint64_t vd__reorder_grace(const struct vd_peer *p)
+{
+	if (!p->rtt_valid)
+		return p->rto;
+	uint64_t g = p->srtt + 2 * p->rttvar;
+	return g < p->rto ? g : p->rto;
+}
+
+static void owe(struct vd_peer *p, struct vd__txslot *t)
+{
+	t->owed = 1;
+	p->rtx_owed = 1;
+}
+
+/*
+ * Retransmission (RFC 6298 section 5, with RFC 6582's partial acks for the recovery), run when rto_next
+ * has come or a resend is owed:
+ *   - resends the nic had no room for (owed) go first: they are not new expiries;
+ *   - the timer expires RTO after the later of the oldest unacknowledged frame's transmission and the
+ *     last ack that acknowledged new data (5.3: every such ack restarts it). Then only that oldest frame
+ *     is resent (5.4), the RTO backs off (5.5) and the timer restarts (5.6). Resending the whole window
+ *     instead, as a timer per frame would, turns every stall of a busy receiver (descheduled for a few
+ *     milliseconds: the 32 KiB streams of `viaduct perf bw` on a loaded machine) into up to 64 spurious
+ *     retransmissions of frames that were only waiting in its ring;
+ *   - after an expiry, the frames sent before it are in recovery until snd_una reaches `recover` (the
+ *     snd_tx of the expiry). An ack that moves snd_una but not that far (a partial ack) shows the
+ *     receiver has the resent frame and not the next one: frames arrive in order, so those still
+ *     missing and not selectively acked were lost too. They are resent together once the stream has
+ *     made no progress for the reorder grace (a receiver working through a backlog acks again sooner),
+ *     rather than one per backed-off RTO.
+ */
+static void rto_scan(struct vd_peer *p)
+{
+	struct vd_ep *ep = p->ep;
+	uint64_t now = ep->now;
+	uint32_t s0 = p->snd_una;
+
+	if (p->rtx_owed) {
+		p->rtx_owed = 0;
+		for (uint32_t s = p->snd_una; s != p->snd_tx; s++) {
+			struct vd__txslot *t = &p->tx[s & (VD__RING - 1)];
+			if (t->owed && !t->sacked && retransmit(p, s) < 0) {
+				p->rtx_owed = 1; /* still no room */
+				break;
+			}
+		}
+	}
+	while (s0 != p->snd_tx && p->tx[s0 & (VD__RING - 1)].sacked)
+		s0++;
+	if (s0 == p->snd_tx) {
+		p->rto_next = UINT64_MAX; /* everything in flight is selectively acked: nothing to time */
+		return;
+	}
+	if (p->rec_partial && now >= p->last_advance + vd__reorder_grace(p)) {
+		p->rec_partial = 0;
+		for (uint32_t s = s0; vd__seq_lt(s, p->recover) && s != p->snd_tx; s++) {
+			struct vd__txslot *t = &p->tx[s & (VD__RING - 1)];
+			if (!t->sacked && !t->owed && t->sent_ns < p->rto_time && retransmit(p, s) < 0)
+				owe(p, t);
+		}
+	}
+	struct vd__txslot *t0 = &p->tx[s0 & (VD__RING - 1)];
+	uint64_t at = p->last_advance + p->rto;
+	if (t0->deadline > at)
+		at = t0->deadline;
+	if (!t0->owed && now >= at) {
+		p->rto = p->rto * 2 > ep->rto_max ? ep->rto_max : p->rto * 2;
+		p->last_advance = now;
+		p->recover = p->snd_tx;
+		p->in_recovery = 1;
+		p->rec_partial = 0;
+		p->rto_time = now;
+		if (retransmit(p, s0) < 0)
+			owe(p, t0);
+		at = now + p->rto;
+	}
+	if (p->rec_partial && p->last_advance + vd__reorder_grace(p) < at)
+		at = p->last_advance + vd__reorder_grace(p);
+	p->rto_next = p->rtx_owed ? now : at;
+}
+
 void vd__peer_timers(struct vd_peer *p)
 {
 	struct vd_ep *ep = p->ep;
@@ -501,21 +631,9 @@ void vd__peer_timers(struct vd_peer *p)
 
 	if (p->gone)
 		return;
-	/* Retransmission timeout (RFC 6298 section 5): resend what expired and back the timer off once
-	 * per expiry (5.5), up to rto_max. */
-	if (p->snd_una != p->snd_nxt) {
-		int expired = 0;
-		for (uint32_t s = p->snd_una; s != p->snd_nxt; s++) {
-			struct vd__txslot *t = &p->tx[s & (VD__RING - 1)];
-			if (!t->sacked && now >= t->deadline) {
-				if (!expired) {
-					expired = 1;
-					p->rto = p->rto * 2 > ep->rto_max ? ep->rto_max : p->rto * 2;
-				}
-				retransmit(p, s);
-			}
-		}
-	}
+	/* The retransmission timer: one comparison on most passes (rto_next is a lower bound). */
+	if (p->snd_una != p->snd_tx && (p->rtx_owed || now >= p->rto_next))
+		rto_scan(p);
 	if (p->ack_now || (p->ack_deadline && now >= p->ack_deadline))
 		vd__peer_send_ack(p, 0);
 
@@ -555,11 +673,10 @@ uint64_t vd__peer_next_deadline(const struct vd_peer *p)
 
 	if (p->gone)
 		return d;
-	for (uint32_t s = p->snd_una; s != p->snd_nxt; s++) {
-		const struct vd__txslot *t = &p->tx[s & (VD__RING - 1)];
-		if (!t->sacked)
-			d = min64(d, t->deadline);
-	}
+	if (p->snd_tx != p->snd_nxt || p->rtx_owed)
+		return ep->now; /* frames waiting for room in the nic: retry at once */
+	if (p->snd_una != p->snd_tx)
+		d = p->rto_next;
 	if (p->ack_now)
 		d = ep->now;
 	else if (p->ack_deadline)
@@ -634,7 +751,10 @@ void vd__peer_gone(struct vd_peer *p, int err)
 		vd__unexp_free(ep, u);
 	}
 	p->cur_unexp = NULL;
-	p->snd_una = p->snd_nxt;
+	p->snd_una = p->snd_tx = p->snd_nxt;
+	p->rto_next = UINT64_MAX;
+	p->rtx_owed = 0;
+	p->in_recovery = p->rec_partial = 0;
 	p->proc_seq = p->rcv_nxt;
 	p->blocked = 0;
 	peer_free_bufs(p);

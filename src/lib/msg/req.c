@@ -8,9 +8,13 @@
 
 struct vd_req *vd__req_new(struct vd_ep *ep, int is_send, const struct iovec *iov, int iovcnt, void *ctx)
 {
-	struct vd_req *r = calloc(1, sizeof(*r));
+	/* malloc + memset rather than calloc: glibc's calloc bypasses the per-thread cache (tcache), so a
+	 * request per message cost a trip through the arena, and its free another (a tenth of the engine's
+	 * time in an in-process ping-pong). */
+	struct vd_req *r = malloc(sizeof(*r));
 	if (!r)
 		return NULL;
+	memset(r, 0, sizeof(*r));
 	vd__list_init(&r->link);
 	vd__list_add_tail(&ep->reqs, &r->all);
 	r->ep = ep;

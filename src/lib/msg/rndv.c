@@ -44,7 +44,15 @@ static void send_pull_req(struct vd__pull *pl, struct vd__pull_blk *b)
 	vd__wire_put_hdr(buf, &h);
 	vd__wire_put_pull_req(buf + VD__W_HDR_LEN, &q);
 	vd__wire_seal(buf, sizeof(buf));
-	vd__tx_copy(ep, &p->addr, buf, sizeof(buf));
+	if (vd__tx_copy(ep, &p->addr, buf, sizeof(buf)) < 0) {
+		/* No room in the nic: the request goes on the next pass (vd__pull_timers), as a first try,
+		 * not a re-request. The ack it would have carried is owed again. */
+		b->unsent = 1;
+		b->deadline = ep->now;
+		p->ack_now = 1;
+		return;
+	}
+	b->unsent = 0;
 	ep->stats.pull_requests++;
 	/* The sender answers the requests of one endpoint in arrival order, each in ascending frame order:
 	 * what we remember here lets a reply tell us which earlier requests have been answered in full. */
@@ -52,19 +60,6 @@ static void send_pull_req(struct vd__pull *pl, struct vd__pull_blk *b)
 	b->replied = 0;
 	b->fast = 0;
 	b->order = ++p->pull_req_order;
-}
-
-/*
- * How long a frame may lag behind frames the sender answered after it before we take it as lost: the
- * network may reorder, by less than a round trip (the same guard as the stream's fast retransmit,
- * docs/msg-protocol.md section 4). Bounded by the RTO so it is never slower than the timeout.
- */
-static uint64_t reorder_grace(const struct vd_peer *p)
-{
-	if (!p->rtt_valid)
-		return p->rto;
-	uint64_t g = p->srtt + 2 * p->rttvar;
-	return g < p->rto ? g : p->rto;
 }
 
 static void arm_fast(struct vd__pull_blk *b, uint64_t at)
@@ -89,7 +84,7 @@ static void pull_served(struct vd_peer *p, uint64_t order)
 	if (order <= p->pull_served)
 		return;
 	p->pull_served = order;
-	uint64_t at = ep->now + reorder_grace(p);
+	uint64_t at = ep->now + vd__reorder_grace(p);
 	for (pos = p->pulls.next; pos != &p->pulls; pos = pos->next) {
 		struct vd__pull *pl = vd__container_of(pos, struct vd__pull, link);
 		for (uint32_t i = 0; i < ep->pull_blocks; i++) {
@@ -140,6 +135,8 @@ int vd__pull_start(struct vd_req *r, struct vd_peer *p, uint32_t send_id, uint64
 
 	r->st.msg_len = msg_len;
 	r->state = VD__REQ_ACTIVE;
+	/* Called from vd_irecv too, which does not read the clock: the pull's timers start now. */
+	ep->now = vd_nic_now_ns(ep->nic);
 	if (total == 0) {
 		/* Nothing to pull (empty receive buffer): the sender is released at once. */
 		vd__ctrl_push(p, VD__R_DONE, send_id);
@@ -227,7 +224,7 @@ void vd__pull_on_reply(struct vd_peer *p, const struct vd__wpull_reply *rep)
 	if (rel >= b->last) {
 		/* The last frame of the latest request: the ones still missing were sent before it. */
 		b->fast = 0;
-		arm_fast(b, ep->now + reorder_grace(p));
+		arm_fast(b, ep->now + vd__reorder_grace(p));
 	} else {
 		/* The sender is answering this request now: the rest of it follows in order. */
 		b->fast = 0;
@@ -262,6 +259,12 @@ void vd__pull_timers(struct vd_peer *p)
 			struct vd__pull_blk *b = &pl->blk[i];
 			if (!b->want || ep->now < b->deadline)
 				continue;
+			if (b->unsent) {
+				/* Never left (the nic was full): its first transmission, not a retry. */
+				b->deadline = ep->now + p->rto;
+				send_pull_req(pl, b);
+				continue;
+			}
 			/* No reply yet, while replies to requests sent before this one still flow: the sender
 			 * is busy with those (it answers in order), so the request is queued, not lost. */
 			if (!b->fast && !b->replied && b->order > p->pull_served &&
