@@ -3,10 +3,12 @@
 # AF_XDP, measured in the same run), print the table with the ratios and the issue's targets; then the
 # messaging benchmarks `viaduct perf pingpong,bw,rate` on the same lab (viaduct messages over xdp and udp
 # against kernel UDP, kernel TCP, bare AF_XDP and libfabric's fi_pingpong), their table and an SVG plot;
+# then unmodified programs under `viaduct run` against the kernel's TCP (`viaduct perf sockets`);
 # take the lab down - also when something fails or on ^C.
 #   scripts/demo.sh [BUILD_DIR]      (default build; run as root: the lab makes network namespaces)
 # Environment: VD_DEMO_NAME (lab name, default vddemo), VD_PERF_ARGS (extra `perf frames` options,
-# e.g. "--iters 50000 --reps 5"), VD_MSG_ARGS (extra `perf pingpong,bw,rate` options, e.g. "--reps 5").
+# e.g. "--iters 50000 --reps 5"), VD_MSG_ARGS (extra `perf pingpong,bw,rate` options, e.g. "--reps 5"),
+# VD_SOCK_ARGS (extra `perf sockets` options, e.g. "--reps 5 --seconds 5").
 set -euo pipefail
 build=${1:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +21,7 @@ msg_plot="$build/demo-msg.svg"
 jumbo="${name:0:7}j"
 jumbo_mtu=${VD_DEMO_JUMBO_MTU:-3506} # the largest MTU a veth runs a native XDP program with (4 KiB pages)
 jumbo_results="$build/demo-msg-jumbo.json"
+sock_results="$build/demo-sockets.txt"
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "demo: needs root (the lab creates network namespaces and attaches XDP programs)" >&2
@@ -79,7 +82,21 @@ echo "Targets (issue 3, busy-poll): 8 B half round trip viaduct-xdp <= 1.25 x ba
 echo "1 MiB bandwidth >= 0.9 x bare-afxdp frame throughput at the MTU and >= kernel-tcp; 8 B message rate"
 echo ">= 5 x kernel-udp. Sizes are message lengths; kernel-udp and bare-afxdp carry one message per frame."
 echo "The first messaging table is at MTU 1500; the bandwidth target counts at MTU $jumbo_mtu (the last table)."
+
+# Unmodified programs (sockperf, iperf3, a connect/close loop) under `viaduct run` against the same programs
+# on the kernel's TCP, on the same lab: the kernel on ref0 (no viaductd), at the same MTU.
+echo
+echo "== viaduct perf sockets --lab $jumbo (MTU $jumbo_mtu; JSON lines in $sock_results)"
+sock_rc=0
+# shellcheck disable=SC2086 # VD_SOCK_ARGS is a list of options
+"$viaduct" perf sockets --lab "$jumbo" ${VD_SOCK_ARGS:-} | tee "$sock_results" || sock_rc=$?
+echo "Targets (issue 4, both sides busy-polling): sockperf 64 B p50 <= 0.5 x kernel TCP; iperf3 one stream"
+echo ">= 0.7 x kernel TCP at the same MTU; connections per second >= the kernel's."
 if [ "$msg_rc" -ne 0 ]; then
 	echo "demo: a messaging benchmark failed (exit $msg_rc, see above)" >&2
 	exit "$msg_rc"
+fi
+if [ "$sock_rc" -ne 0 ]; then
+	echo "demo: a sockets benchmark failed (exit $sock_rc, see above)" >&2
+	exit "$sock_rc"
 fi

@@ -3,7 +3,9 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang llvm libclang-rt-14-dev libbpf-dev libxdp-dev libelf-dev
       zlib1g-dev bpftool iproute2 ethtool iputils-ping python3 util-linux procps
-      libfabric-bin) # libfabric-bin: fi_pingpong, a reference of `viaduct perf pingpong` (optional there)
+      libfabric-bin # libfabric-bin: fi_pingpong, a reference of `viaduct perf pingpong` (optional there)
+      # unmodified programs run under `viaduct run` by tests/lab/test_run.sh
+      redis-server redis-tools nginx-light curl openssl socat iperf3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,6 +20,7 @@ struct command {
 static const struct command commands[] = {
 	{ "lab", vd__cli_lab, "test hosts on this machine: network namespaces joined by veth" },
 	{ "stat", vd__cli_stat, "interfaces and endpoints of a running viaductd, with counters" },
+	{ "run", vd__cli_run, "run an unmodified program with its TCP/UDP sockets over viaduct" },
 	{ "perf", vd__cli_perf, "frame and messaging benchmarks against kernel UDP/TCP, bare AF_XDP, libfabric" },
 };
 
