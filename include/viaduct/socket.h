@@ -59,6 +59,14 @@ VD_API int vd_stack_progress(struct vd_stack *st);
  */
 VD_API int vd_stack_fd(const struct vd_stack *st);
 VD_API int vd_stack_prepare_wait(struct vd_stack *st, int *timeout_ms);
+/*
+ * A number that changes whenever socket state may have changed (a progress pass that received frames or
+ * ran timers, a call that changed a socket). A caller that reads several sockets' events (each call
+ * progresses the stack: reading one socket's events may make another ready without any new frame to
+ * wake a sleep) takes it before reading them and does not sleep when it differs after
+ * vd_stack_prepare_wait.
+ */
+VD_API uint32_t vd_stack_gen(struct vd_stack *st);
 
 /* type: SOCK_STREAM or SOCK_DGRAM, optionally | SOCK_NONBLOCK (| SOCK_CLOEXEC accepted, meaningless here). */
 VD_API int vd_socket(struct vd_stack *st, int domain, int type, int protocol);

@@ -4,8 +4,9 @@
  * BSD sockets so that the same code measures the kernel (run as is) and viaduct (run under `viaduct run`).
  *
  *   conn-server --addr IP:PORT --seconds S   accepts connections and closes each at once, for S seconds
- *   conn-client --addr IP:PORT --seconds S --path NAME
- *       opens (blocking connect), then closes, one connection after the other, for S seconds; prints one
+ *   conn-client --addr IP:PORT --seconds S --path NAME [--max N]
+ *       opens (blocking connect), then closes, one connection after the other, for S seconds or N
+ *       connections, whichever comes first (N bounds the ports a run leaves in TIME-WAIT); prints one
  *       JSON line: {"bench":"connrate","path":NAME,"size":0,"conns_per_s":..,"p50_us":..,"p99_us":..}
  *       with the percentiles of one connect()+close() (the handshake's round trip dominates).
  * The client closes first, so TIME-WAIT stays on its side, as with a web client.
@@ -78,7 +79,7 @@ static int serve(const struct sockaddr_in *sa, unsigned seconds)
 	return 0;
 }
 
-static int client(const struct sockaddr_in *sa, unsigned seconds, const char *path)
+static int client(const struct sockaddr_in *sa, unsigned seconds, unsigned max, const char *path)
 {
 	uint32_t *lat = malloc(CONN_MAX_SAMPLES * sizeof(*lat));
 	uint64_t start = vd__perf_now_ns(), end = start + seconds * 1000000000ull, now = start;
@@ -86,7 +87,7 @@ static int client(const struct sockaddr_in *sa, unsigned seconds, const char *pa
 
 	if (!lat)
 		return 1;
-	while (now < end && n < CONN_MAX_SAMPLES && !vd__perf_stop) {
+	while (now < end && n < CONN_MAX_SAMPLES && n < max && !vd__perf_stop) {
 		uint64_t t0 = now;
 		int s = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -127,7 +128,7 @@ static int client(const struct sockaddr_in *sa, unsigned seconds, const char *pa
 int vd__perf_conn_main(int argc, char **argv)
 {
 	const char *addr = NULL, *path = "kernel";
-	unsigned seconds = 3;
+	unsigned seconds = 3, max = CONN_MAX_SAMPLES;
 	struct sockaddr_in sa;
 
 	for (int i = 1; i < argc; i++) {
@@ -138,9 +139,12 @@ int vd__perf_conn_main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
 			if (vd__perf_parse_uint(argv[++i], 1, 3600, &seconds))
 				return 2;
+		} else if (!strcmp(argv[i], "--max") && i + 1 < argc) {
+			if (vd__perf_parse_uint(argv[++i], 1, CONN_MAX_SAMPLES, &max))
+				return 2;
 		} else {
 			fprintf(stderr, "usage: viaduct perf conn-server|conn-client --addr IP:PORT [--seconds S] "
-					"[--path NAME]\n");
+					"[--path NAME] [--max N]\n");
 			return 2;
 		}
 	}
@@ -148,5 +152,5 @@ int vd__perf_conn_main(int argc, char **argv)
 		fprintf(stderr, "viaduct perf %s: --addr IP:PORT required\n", argv[0]);
 		return 2;
 	}
-	return !strcmp(argv[0], "conn-server") ? serve(&sa, seconds) : client(&sa, seconds, path);
+	return !strcmp(argv[0], "conn-server") ? serve(&sa, seconds) : client(&sa, seconds, max, path);
 }

@@ -292,12 +292,15 @@ VD__EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeo
 	gen = vd__sig_gen();
 	for (;;) {
 		int n = 0, m;
+		uint32_t sgen = 0;
 
 		if (st) {
+			vd__linger_poll(st, false);
 			vd__enter();
 			vd_stack_progress(st);
+			/* Each socket's events in collect() progress the stack again: see vd__sleep's stack_gen. */
+			sgen = vd_stack_gen(st);
 			vd__leave();
-			vd__linger_poll(st, false);
 		}
 		n = collect(st, ep, evs, max);
 		if (n < max) {
@@ -321,7 +324,7 @@ VD__EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeo
 		}
 		struct pollfd kf = { .fd = epfd, .events = POLLIN };
 		int tmo = deadline < 0 ? -1 : (int)((deadline - now + 999) / 1000);
-		if (vd__sleep(st, &kf, 1, tmo, mask, vd__sig_gen, gen) < 0)
+		if (vd__sleep(st, &kf, 1, tmo, mask, vd__sig_gen, gen, sgen) < 0)
 			return -1;
 	}
 }

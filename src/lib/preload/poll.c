@@ -59,12 +59,16 @@ static int poll_mixed(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset
 		}
 	}
 	for (;;) {
+		uint32_t sgen = 0;
+
 		ready = 0;
 		if (st) {
+			vd__linger_poll(st, false);
 			vd__enter();
 			vd_stack_progress(st);
+			/* Each socket's events below progress the stack again: see vd__sleep's stack_gen. */
+			sgen = vd_stack_gen(st);
 			vd__leave();
-			vd__linger_poll(st, false);
 		}
 		for (nfds_t i = 0; i < n; i++) {
 			struct vd__psock *ps = fds[i].fd >= 0 ? vd__fd_get(fds[i].fd) : NULL;
@@ -101,7 +105,7 @@ static int poll_mixed(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset
 			continue;
 		}
 		int tmo = deadline < 0 ? -1 : (int)((deadline - now + 999) / 1000);
-		if (vd__sleep(st, kf, nk, tmo, sigmask, vd__sig_gen, gen) < 0) {
+		if (vd__sleep(st, kf, nk, tmo, sigmask, vd__sig_gen, gen, sgen) < 0) {
 			ready = -1;
 			break;
 		}

@@ -184,11 +184,13 @@ int vd__wait_sock(struct vd__psock *ps, short events, int64_t timeout_us);
  * timeout_ms passes (lowered to the stack's next timer); arms the stack's wakeup first. The sleep runs with
  * every signal blocked except during the ppoll() itself (mask, or the thread's mask when NULL), and fails
  * with EINTR if gen_fn() no longer returns gen: a signal that arrives between the caller's last check and
- * the sleep is not lost. Returns the real poll's result (> 0 also when only the stack woke), 0 on timeout,
- * -1 with errno (EINTR).
+ * the sleep is not lost. stack_gen: vd_stack_gen() from before the caller read its sockets' events; if the
+ * stack changed since, no sleep (returns 1): the caller's own reads may have consumed the frames that made
+ * a socket it already looked at ready. Returns the real poll's result (> 0 also when only the stack woke),
+ * 0 on timeout, -1 with errno (EINTR).
  */
 int vd__sleep(struct vd_stack *st, struct pollfd *kfds, nfds_t nk, int timeout_ms, const sigset_t *mask,
-	      unsigned (*gen_fn)(void), unsigned gen);
+	      unsigned (*gen_fn)(void), unsigned gen, uint32_t stack_gen);
 /* Prints "viaduct: MSG" once per process for the orphaned-socket case. */
 void vd__warn_orphan(int fd);
 

@@ -154,7 +154,7 @@ void vd__warn_orphan(int fd)
 }
 
 int vd__sleep(struct vd_stack *st, struct pollfd *kfds, nfds_t nk, int timeout_ms, const sigset_t *mask,
-	      unsigned (*gen_fn)(void), unsigned gen)
+	      unsigned (*gen_fn)(void), unsigned gen, uint32_t stack_gen)
 {
 	struct pollfd small[16], *p = small;
 	sigset_t all, orig;
@@ -177,7 +177,7 @@ int vd__sleep(struct vd_stack *st, struct pollfd *kfds, nfds_t nk, int timeout_m
 		return -1;
 	}
 	vd__enter();
-	pending = vd_stack_prepare_wait(st, &timeout_ms);
+	pending = vd_stack_prepare_wait(st, &timeout_ms) || vd_stack_gen(st) != stack_gen;
 	vd__leave();
 	/*
 	 * The stack's fd wakes one sleeper for new frames, but another thread's progress pass may consume
@@ -228,12 +228,21 @@ int vd__wait_sock(struct vd__psock *ps, short events, int64_t timeout_us)
 	for (;;) {
 		int ev;
 		int64_t now;
+		uint32_t sgen;
 
+		/*
+		 * The linger pass first: it progresses the stack too (each lingering socket's state is asked
+		 * for), so run after the readiness check it could consume the frames that make ps ready - the
+		 * SYN-ACK of a blocking connect, say - and the sleep below, which only wakes for new frames,
+		 * would then last until the next timer (the SYN's 1 s RTO: one connect in a few took 1 s).
+		 * The readiness check must be the last look at the stack before sleeping.
+		 */
+		vd__linger_poll(st, false);
 		vd__enter();
 		vd_stack_progress(st);
+		sgen = vd_stack_gen(st);
 		ev = vd_sock_events(st, ps->h);
 		vd__leave();
-		vd__linger_poll(st, false);
 		if (ev < 0)
 			return ev;
 		if (ev & (events | POLLERR | POLLHUP))
@@ -248,7 +257,7 @@ int vd__wait_sock(struct vd__psock *ps, short events, int64_t timeout_us)
 			continue;
 		}
 		int tmo = deadline < 0 ? -1 : (int)((deadline - now + 999) / 1000);
-		if (vd__sleep(st, NULL, 0, tmo, NULL, gen_fn, gen) < 0 && errno != EINTR)
+		if (vd__sleep(st, NULL, 0, tmo, NULL, gen_fn, gen, sgen) < 0 && errno != EINTR)
 			return -errno;
 		/* EINTR from the sleep: the loop's signal check decides (SA_RESTART handlers keep waiting). */
 	}

@@ -445,6 +445,15 @@ VD_API int vd_stack_prepare_wait(struct vd_stack *st, int *timeout_ms)
 	return pending;
 }
 
+VD_API uint32_t vd_stack_gen(struct vd_stack *st)
+{
+	/* wake_waiters bumps gen on every unlock after a change: under the lock it is settled */
+	vd__stack_lock(st);
+	uint32_t g = st->gen;
+	vd__stack_unlock(st);
+	return g;
+}
+
 VD_API void vd_stack_stats(struct vd_stack *st, struct vd_stack_stats *out)
 {
 	struct vd__tcp_stats ts = { 0 };

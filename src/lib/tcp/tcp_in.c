@@ -675,6 +675,7 @@ static void sync_input(struct vd__tcb *c, struct tcp_seg *s)
 				vd__tcp_enter_time_wait(c);
 				return;   /* c may be gone */
 			case TCPS_LAST_ACK:
+				c->closed_clean = 1;   /* RFC 9293 3.6: the peer closed first and keeps TIME-WAIT */
 				vd__tcp_drop(c, 0);
 				return;
 			default:

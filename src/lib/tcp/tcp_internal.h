@@ -123,6 +123,7 @@ struct vd__tcb {
 	uint8_t state;
 	uint8_t in_hash, in_bind, in_dirty, ephemeral, owns_port;
 	uint8_t closed_by_user;             /* vd__tcb_close() was called: no one will read or write */
+	uint8_t closed_clean;               /* LAST-ACK ended by the ACK of our FIN: the port owes nothing */
 	uint8_t shut_rd, shut_wr;
 	uint8_t fin_queued;                 /* a FIN goes after the data: shutdown(SHUT_WR) or close */
 	uint8_t rcv_fin;                    /* the peer's FIN has been received in order */
@@ -205,6 +206,8 @@ struct tcp_txq {
 	unsigned nready;
 };
 
+#define VD__TCP_EPH_POOL 64u   /* see vd__tcp_port_put */
+
 struct vd__tcp {
 	struct vd_nic *nic;
 	struct vd__tcp_cfg cfg;
@@ -221,6 +224,9 @@ struct vd__tcp {
 	uint32_t heap_n, heap_cap;
 	uint32_t *port_ref;                 /* [65536]: tcbs using each local port (host order index) */
 	uint8_t *port_eph;                  /* [65536/8]: the port was picked by the nic */
+	/* Ephemeral ports that ended without TIME-WAIT, kept for the next active opens (tcp.c port pool) */
+	uint16_t eph_pool[VD__TCP_EPH_POOL];   /* FIFO ring of port_be: the oldest is reused first */
+	uint32_t eph_head, eph_n;
 	uint16_t ip_id;
 	uint64_t now;                       /* cached clock for the current call */
 	uint64_t chal_sec;                  /* challenge ACK rate limit (RFC 5961 7) */
@@ -245,6 +251,9 @@ int vd__tcp_bind_conflict(struct vd__tcp *t, const struct vd__tcb *c, uint32_t l
 int vd__tcp_port_get(struct vd__tcp *t, uint16_t *port_be, int *ephemeral);
 void vd__tcp_port_ref(struct vd__tcp *t, uint16_t port_be);
 void vd__tcp_port_put(struct vd__tcp *t, uint16_t port_be, uint32_t hold_ms);
+/* vd__tcp_port_put(t, port_be, 0) for the port of a connection that closed cleanly (closed_clean): an
+ * ephemeral one may stay ours for the next active opens (tcp.c, the port pool). */
+void vd__tcp_port_recycle(struct vd__tcp *t, uint16_t port_be);
 uint32_t vd__tcp_port_refs(const struct vd__tcp *t, uint16_t port_be);
 void vd__tcp_mark_dirty(struct vd__tcb *c);
 void vd__tcp_timer_sched(struct vd__tcb *c);   /* call after arming a timer */
