@@ -486,38 +486,35 @@ VD__EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len
 	return (int)vd__ret(r);
 }
 
-VD__EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+typedef int (*vd__name_fn)(struct vd_stack *st, int s, struct sockaddr *addr, socklen_t *len);
+typedef int (*vd__real_name_fn)(int fd, struct sockaddr *addr, socklen_t *len);
+
+/* getsockname and getpeername: the same path, one call apart. */
+static int name_call(int fd, struct sockaddr *addr, socklen_t *len, vd__name_fn ours, vd__real_name_fn real)
 {
-	struct vd__psock *ps;
+	struct vd__psock *ps = vd__mapped(fd);
 	int r;
 
-	VD__INIT();
-	ps = vd__mapped(fd);
 	if (!ps)
-		return vd__real.getsockname(fd, addr, len);
+		return real(fd, addr, len);
 	if (orphan_err(ps, fd))
 		return -1;
 	vd__enter();
-	r = vd_getsockname(vd__stack_if_open(), ps->h, addr, len);
+	r = ours(vd__stack_if_open(), ps->h, addr, len);
 	vd__leave();
 	return (int)vd__ret(r);
 }
 
+VD__EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	VD__INIT();
+	return name_call(fd, addr, len, vd_getsockname, vd__real.getsockname);
+}
+
 VD__EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 {
-	struct vd__psock *ps;
-	int r;
-
 	VD__INIT();
-	ps = vd__mapped(fd);
-	if (!ps)
-		return vd__real.getpeername(fd, addr, len);
-	if (orphan_err(ps, fd))
-		return -1;
-	vd__enter();
-	r = vd_getpeername(vd__stack_if_open(), ps->h, addr, len);
-	vd__leave();
-	return (int)vd__ret(r);
+	return name_call(fd, addr, len, vd_getpeername, vd__real.getpeername);
 }
 
 /* ---- fcntl, ioctl: O_NONBLOCK lives on the placeholder (F_GETFL reads it there) and in the psock ---- */
