@@ -297,6 +297,29 @@ static int tcp_send(struct vd_stack *st, const char *hp, uint64_t bytes, uint64_
 	return 0;
 }
 
+/*
+ * Closes a stream the way the kernel would finish it for an exiting program: our FIN goes out after the
+ * data and the stack keeps running until the peer has acknowledged it (TCP_INFO state no longer
+ * FIN-WAIT-1, CLOSING or LAST-ACK), at most 5 s. Without it, vd_stack_close() right after a close resets a
+ * connection whose FIN the lossy link dropped, and the peer sees ECONNRESET instead of our close.
+ */
+static void close_lingering(struct vd_stack *st, int s)
+{
+	double end = now_s() + 5;
+
+	(void)vd_shutdown(st, s, SHUT_WR);
+	while (now_s() < end) {
+		struct tcp_info ti;
+		socklen_t len = sizeof(ti);
+
+		if (vd_getsockopt(st, s, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+		    (ti.tcpi_state != TCP_FIN_WAIT1 && ti.tcpi_state != TCP_CLOSING && ti.tcpi_state != TCP_LAST_ACK))
+			break;
+		vd_stack_progress(st);
+	}
+	vd_close(st, s);
+}
+
 static int tcp_recv(struct vd_stack *st, int port)
 {
 	int l = vd_socket(st, AF_INET, SOCK_STREAM, 0);
@@ -335,7 +358,7 @@ static int tcp_recv(struct vd_stack *st, int port)
 	}
 	result("tcp-recv", got, &h, t0, NULL);
 	stats_line(st);
-	vd_close(st, s);
+	close_lingering(st, s);
 	vd_close(st, l);
 	return 0;
 }
