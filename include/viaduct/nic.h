@@ -182,6 +182,12 @@ VD_API void vd_nic_stats(const struct vd_nic *nic, struct vd_nic_stats *out);
  * When the process exits or crashes, viaductd reclaims its ports: ephemeral TCP ports (those it picked) are
  * held for its TIME-WAIT period, as their connections may not have ended cleanly; ports asked for by
  * number are freed at once (a restarted server binds again, as SO_REUSEADDR allows with the kernel).
+ * On xdp, to keep viaductd off the path of each connection: ephemeral ports are reserved several at a
+ * time and the ones not handed out yet wait in the nic (given back when it closes; held like the rest if
+ * the process dies first), and a del with a hold is sent without waiting for viaductd's answer: it
+ * returns 0, the hold is in place before any later request of this process is served, and a hold
+ * viaductd refuses (too many held ports) leaves the port with the endpoint (held when it goes) and is
+ * counted, not returned. A del without a hold still waits: the port is free when it returns.
  */
 VD_API int vd_nic_port_add(struct vd_nic *nic, int proto, uint16_t *port_be);
 VD_API int vd_nic_port_del(struct vd_nic *nic, int proto, uint16_t port_be, uint32_t hold_ms);

@@ -30,6 +30,9 @@ static const struct vd__ctl_layout layouts[VD_CTL_TYPE_MAX_ + 1] = {
 	[VD_CTL_EP_PORT_ADD] = { "ep-port-add", sizeof(struct vd_ctl_ep_port_req), sizeof(struct vd_ctl_port_rep),
 				 0, 0 },
 	[VD_CTL_EP_PORT_DEL] = { "ep-port-del", sizeof(struct vd_ctl_ep_port_req), 0, 0, 0 },
+	[VD_CTL_EP_PORTS_ADD] = { "ep-ports-add", sizeof(struct vd_ctl_ep_ports_req),
+				  sizeof(struct vd_ctl_ep_ports_rep), 0, 0 },
+	[VD_CTL_EP_PORTS_DEL] = { "ep-ports-del", sizeof(struct vd_ctl_ep_ports_req), 0, 0, 0 },
 };
 
 const char *vd__ctl_type_name(uint16_t type)
@@ -118,6 +121,32 @@ static int check_ep_port_req(const struct vd_ctl_ep_port_req *r, uint16_t type)
 	return (r->port_be != 0 && r->hold_ms <= VD_CTL_HOLD_MAX_MS) ? 0 : -EBADMSG;
 }
 
+static int check_ep_ports_req(const struct vd_ctl_ep_ports_req *r, uint16_t type)
+{
+	if ((r->proto != VD_CTL_PROTO_UDP && r->proto != VD_CTL_PROTO_TCP) || r->count == 0 ||
+	    r->count > VD_CTL_PORTS_BATCH_MAX)
+		return -EBADMSG;
+	for (unsigned i = 0; i < VD_CTL_PORTS_BATCH_MAX; i++) {
+		/* DEL: exactly count non-zero ports, then zeros; ADD: all zeros (the kernel picks) */
+		int want = type == VD_CTL_EP_PORTS_DEL && i < r->count;
+		if (!!r->port_be[i] != want)
+			return -EBADMSG;
+	}
+	if (type == VD_CTL_EP_PORTS_ADD)
+		return (r->flags == 0 && r->hold_ms == 0) ? 0 : -EBADMSG;
+	return ((r->flags & ~VD_CTL_PORTS_QUIET) == 0 && r->hold_ms <= VD_CTL_HOLD_MAX_MS) ? 0 : -EBADMSG;
+}
+
+static int check_ep_ports_rep(const struct vd_ctl_ep_ports_rep *r)
+{
+	if (r->count == 0 || r->count > VD_CTL_PORTS_BATCH_MAX || r->_pad)
+		return -EBADMSG;
+	for (unsigned i = 0; i < VD_CTL_PORTS_BATCH_MAX; i++)
+		if (!!r->port_be[i] != (i < r->count))
+			return -EBADMSG;
+	return 0;
+}
+
 /* STAT reply: header counts, then exactly that many records of each kind, all within bounds. */
 static int check_stat_rep(const void *p, size_t len)
 {
@@ -193,6 +222,12 @@ int vd__ctl_check(const void *buf, size_t len, int is_reply)
 			memcpy(&r, p, sizeof(r));
 			return check_ep_port_req(&r, type);
 		}
+		case VD_CTL_EP_PORTS_ADD:
+		case VD_CTL_EP_PORTS_DEL: {
+			struct vd_ctl_ep_ports_req r;
+			memcpy(&r, p, sizeof(r));
+			return check_ep_ports_req(&r, type);
+		}
 		default:
 			return 0;
 		}
@@ -216,6 +251,11 @@ int vd__ctl_check(const void *buf, size_t len, int is_reply)
 		struct vd_ctl_ep_open_rep r;
 		memcpy(&r, p, sizeof(r));
 		return check_ep_open_rep(&r, h.nfds);
+	}
+	if (type == VD_CTL_EP_PORTS_ADD) {
+		struct vd_ctl_ep_ports_rep r;
+		memcpy(&r, p, sizeof(r));
+		return check_ep_ports_rep(&r);
 	}
 	return 0;
 }

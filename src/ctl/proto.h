@@ -42,7 +42,9 @@ enum vd_ctl_type {
 	VD_CTL_PORT_RELEASE,
 	VD_CTL_EP_PORT_ADD,   /* steer a TCP or UDP port to an endpoint (and reserve it in the kernel) */
 	VD_CTL_EP_PORT_DEL,   /* stop steering it: free it, or hold it (dropped, still reserved) a while */
-	VD_CTL_TYPE_MAX_ = VD_CTL_EP_PORT_DEL,
+	VD_CTL_EP_PORTS_ADD,  /* EP_PORT_ADD of several ephemeral ports in one request */
+	VD_CTL_EP_PORTS_DEL,  /* EP_PORT_DEL of several ports in one request, optionally without a reply */
+	VD_CTL_TYPE_MAX_ = VD_CTL_EP_PORTS_DEL,
 };
 #define VD_CTL_REPLY 0x8000u
 
@@ -169,6 +171,36 @@ struct vd_ctl_ep_port_req {
 	uint8_t proto;        /* enum vd_ctl_proto */
 	uint8_t _pad;         /* 0 */
 	uint32_t hold_ms;     /* DEL only */
+};
+
+/*
+ * EP_PORTS_ADD / EP_PORTS_DEL (request vd_ctl_ep_ports_req; ADD replies vd_ctl_ep_ports_rep, DEL nothing):
+ * the batch forms of EP_PORT_ADD / EP_PORT_DEL, added so that a connect-heavy client pays one round trip
+ * per batch of ephemeral ports rather than two per connection. Same rules and errors per port.
+ * ADD: count (1..VD_CTL_PORTS_BATCH_MAX) ephemeral ports; port_be[] and hold_ms 0, flags 0. The reply lists
+ * the ports reserved: as many as asked, or fewer (at least 1) when a limit (VD_CTL_EP_PORTS_MAX, the
+ * kernel's range) stopped the batch early; an error reply when not even one could be reserved. The ports
+ * are the endpoint's like any other: a client keeps the ones it has not used yet and gives them back
+ * with DEL (they are ephemeral, so a dead client's are held for TIME-WAIT like its used ones).
+ * DEL: count ports port_be[0..count) (each non-zero; the rest of the array 0), all with hold_ms. Each
+ * port is done on its own: one that fails stays the endpoint's and the others go on; the reply's status
+ * is then the first failure. flags VD_CTL_PORTS_QUIET: reply only on failure, so a client can send it
+ * and go on (the reply, if any, comes later, matched by seq; see client.h).
+ */
+#define VD_CTL_PORTS_BATCH_MAX 64u
+#define VD_CTL_PORTS_QUIET 1u
+struct vd_ctl_ep_ports_req {
+	uint32_t ep_id;
+	uint8_t proto;        /* enum vd_ctl_proto */
+	uint8_t flags;        /* DEL: VD_CTL_PORTS_QUIET or 0; ADD: 0 */
+	uint16_t count;       /* 1..VD_CTL_PORTS_BATCH_MAX */
+	uint32_t hold_ms;     /* DEL only */
+	uint16_t port_be[VD_CTL_PORTS_BATCH_MAX];
+};
+struct vd_ctl_ep_ports_rep {
+	uint16_t count;       /* 1..the request's count */
+	uint16_t _pad;
+	uint16_t port_be[VD_CTL_PORTS_BATCH_MAX]; /* [count..] are 0 */
 };
 
 /*

@@ -162,6 +162,8 @@ int vd__port_init(uint32_t time_wait_s);
 void vd__port_fini(void);
 void vd__ep_port_add_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_port_req *req);
 void vd__ep_port_del_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_port_req *req);
+void vd__ep_ports_add_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_ports_req *req);
+void vd__ep_ports_del_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_ports_req *req);
 /* An endpoint goes away: its ephemeral TCP ports are held for TIME-WAIT, the others freed. */
 void vd__ep_ports_reclaim(struct vd_ep *ep);
 /* STAT: fills up to max records (endpoint ports, then held ones); returns how many. */

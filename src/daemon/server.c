@@ -275,6 +275,16 @@ static void conn_handle(struct vd_conn *c, const unsigned char *buf, size_t len)
 			vd__ep_port_del_req(c, h.seq, &r);
 		break;
 	}
+	case VD_CTL_EP_PORTS_ADD:
+	case VD_CTL_EP_PORTS_DEL: {
+		struct vd_ctl_ep_ports_req r;
+		memcpy(&r, p, sizeof(r));
+		if (h.type == VD_CTL_EP_PORTS_ADD)
+			vd__ep_ports_add_req(c, h.seq, &r);
+		else
+			vd__ep_ports_del_req(c, h.seq, &r);
+		break;
+	}
 	default:
 		/* vd__ctl_check() accepted only known types. */
 		vd__conn_reply(c, h.type, h.seq, -EBADMSG, NULL, 0, NULL, 0, "unknown type");

@@ -11,7 +11,11 @@
 #   - port_del with a hold: kernel sockets cannot bind it and frames to it are dropped (no RST) until the
 #     hold ends, then the kernel has it back (connect gets its RST);
 #   - kill -9 of the endpoint: ports asked for by number are free at once, ephemeral TCP ports held
-#     (TIME-WAIT), as viaduct stat shows.
+#     (TIME-WAIT), as viaduct stat shows;
+#   - batched reservation (EP_PORTS_ADD): one ephemeral port asked for reserves a batch (4), the next
+#     comes from it; a del with a hold (sent without waiting, EP_PORTS_DEL quiet) is in place at once;
+#     a clean exit frees the unused ports at once, kill -9 leaves them held with the used ones (TIME-WAIT)
+#     and frees unused UDP ones.
 # usage: tests/lab/test_nic_l3.sh [BUILD_DIR]
 set -uo pipefail
 BUILD=$(cd "${1:-build}" && pwd) || exit 1
@@ -195,6 +199,81 @@ r=$(py h0 "$tmp/conn.py" "$H1" "$eph" 1); [ "$r" = timeout ] && ok "after kill -
 in_host h1 "$V" stat >"$tmp/stat3" 2>&1
 grep -q "tcp/$eph ifindex [0-9]* [0-9]* ms left" "$tmp/stat3" && ok "stat lists the held ephemeral port" ||
 	{ ko "stat held after kill"; cat "$tmp/stat3"; }
+
+# Batched reservation. eps.py PID PROTO: "OWNED | HELD" ports from viaduct stat --json (on stdin): the
+# ephemeral PROTO ports of PID's endpoint, and every held PROTO port.
+cat >"$tmp/eps.py" <<'PY'
+import json,sys
+d=json.load(sys.stdin); pid=int(sys.argv[1]); proto=sys.argv[2]
+ids=[e["id"] for e in d["endpoints"] if e["pid"]==pid]
+own=sorted(p["port"] for p in d["ports"] if p["proto"]==proto and not p["held"] and p.get("ep") in ids and p["ephemeral"])
+held=sorted(p["port"] for p in d["ports"] if p["proto"]==proto and p["held"])
+print(" ".join(map(str,own)), "|", " ".join(map(str,held)))
+PY
+ports_of() { in_host h1 "$V" stat --json | python3 "$tmp/eps.py" "$1" "$2"; }
+owned() { local o; o=$(ports_of "$1" "$2"); o=${o%%|*}; echo $o; }
+is_held() { local o; o=$(ports_of "$1" tcp); [[ " ${o#*|} " == *" $2 "* ]]; }
+kbind() { py h1 "$tmp/bind.py" "$1" "$H1" "$2"; }
+
+coproc EPC { as_nobody h1 "$PEER" --local "$H1" 2>&1; }
+pids+=("$EPC_PID")
+sayc() { echo "$1" >&"${EPC[1]}"; }
+hearc() { local l; IFS= read -r -t 5 l <&"${EPC[0]}" || l="(no answer)"; echo "$l"; }
+askc() { sayc "$1"; hearc; }
+ready=$(hearc)
+epc=${ready##* }
+pids+=("$epc")
+r=$(askc "add tcp 0"); c1=${r##* }
+batch=$(owned "$epc" tcp)
+n=$(wc -w <<<"$batch")
+[[ $r == "added tcp "* ]] && [ "$n" -eq 4 ] && [[ " $batch " == *" $c1 "* ]] &&
+	ok "one ephemeral tcp port asked for: a batch of 4 reserved ($batch), $c1 handed out" ||
+	ko "batch reserved: $r, owned: $batch"
+spare=$(for p in $batch; do [ "$p" != "$c1" ] && echo "$p" && break; done)
+r=$(kbind tcp "$spare"); [ "$r" = "errno 98" ] && ok "a reserved port not handed out yet: kernel bind refused" ||
+	ko "spare port reserved: $r"
+r=$(askc "add tcp 0"); c2=${r##* }
+[[ " $batch " == *" $c2 "* ]] && [ "$c2" != "$c1" ] && [ "$(owned "$epc" tcp)" = "$batch" ] &&
+	ok "the next ephemeral port ($c2) comes from the batch, no new reservation" ||
+	ko "second port from the batch: $r, owned: $(owned "$epc" tcp)"
+r=$(askc "del tcp $c1 60000")
+held_now=0
+for _ in $(seq 20); do is_held "$epc" "$c1" && { held_now=1; break; }; sleep 0.1; done
+[ "$r" = deleted ] && [ "$held_now" -eq 1 ] && ok "del with a hold, not waited for: tcp $c1 held" ||
+	ko "quiet del with a hold: $r, held: $held_now"
+r=$(py h0 "$tmp/conn.py" "$H1" "$c1" 1); [ "$r" = timeout ] && ok "quiet hold: SYN to $c1 dropped, no RST" ||
+	ko "quiet hold SYN: $r"
+r=$(askc "recv 1 300"); [ "$r" = "done 0" ] && ok "quiet hold: nothing for $c1 reaches the endpoint" || ko "quiet hold rx: $r"
+sayc quit
+wait "$EPC_PID" 2>/dev/null
+sleep 0.3
+res=""
+for p in $batch; do [ "$p" = "$c1" ] || [ "$p" = "$c2" ] || res+="$(kbind tcp "$p") "; done
+[ "$res" = "bound bound " ] && ok "clean exit: the 2 ports never handed out are free at once" ||
+	ko "clean exit frees unused reserved ports: $res"
+is_held 0 "$c2" && ok "clean exit: the used ephemeral port $c2 held (TIME-WAIT)" || ko "used port held after exit"
+
+coproc EPD { as_nobody h1 "$PEER" --local "$H1" 2>&1; }
+pids+=("$EPD_PID")
+l=""; IFS= read -r -t 5 l <&"${EPD[0]}"
+epd=${l##* }
+pids+=("$epd")
+echo "add tcp 0" >&"${EPD[1]}"; IFS= read -r -t 5 l <&"${EPD[0]}"
+echo "add udp 0" >&"${EPD[1]}"; IFS= read -r -t 5 l <&"${EPD[0]}"
+dt=$(owned "$epd" tcp) du=$(owned "$epd" udp)
+[ "$(wc -w <<<"$dt")" -eq 4 ] && [ "$(wc -w <<<"$du")" -eq 4 ] && ok "second endpoint: batches of 4 tcp ($dt), 4 udp ($du)" ||
+	ko "second endpoint batches: tcp $dt udp $du"
+kill -9 "$epd"
+wait "$EPD_PID" 2>/dev/null
+sleep 0.3
+o=$(ports_of 0 tcp); held=" ${o#*|} "
+res=""
+for p in $dt; do [[ $held == *" $p "* ]] && [ "$(kbind tcp "$p")" = "errno 98" ] || res+="$p "; done
+[ -z "$res" ] && ok "kill -9: all 4 reserved tcp ports reclaimed as held (TIME-WAIT), none leaked to the endpoint" ||
+	ko "kill -9: tcp ports not held: $res"
+res=""
+for p in $du; do r=$(kbind udp "$p"); [ "$r" = bound ] || res+="$p:$r "; done
+[ -z "$res" ] && ok "kill -9: all 4 reserved udp ports free at once" || ko "kill -9 udp ports: $res"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
