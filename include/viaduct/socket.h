@@ -40,10 +40,16 @@ struct vd_stack_opts {
 	uint32_t sndbuf, rcvbuf;   /* TCP default buffers, bytes; 0: 256 KiB each */
 	int spin_us;               /* blocking calls busy-poll this long before sleeping; 0: 100; < 0: never sleep */
 	uint64_t secret;           /* TCP ISN / SYN-cookie key; 0: random (set it on sim for replayable tests) */
+	size_t heap_bytes;         /* address space reserved for the stack's shared heap; 0: 1 GiB (memory is
+	                            * only used as touched) */
 };
 
 VD_API int vd_stack_open(struct vd_stack **out, const struct vd_stack_opts *opts);
-/* Closes every socket (connections reset) and the endpoint. */
+/*
+ * The calling process leaves the stack: it lets go of every socket it holds (see "Processes" below; a
+ * socket no other member holds is closed as by vd_close). The last member to leave closes what is left
+ * (connections reset) and the endpoint, and frees the stack.
+ */
 VD_API void vd_stack_close(struct vd_stack *st);
 /* The stack's address (network byte order) and its nic (for stats; do not do I/O on it). */
 VD_API uint32_t vd_stack_ip(const struct vd_stack *st);
@@ -85,6 +91,7 @@ VD_API ssize_t vd_recvfrom(struct vd_stack *st, int s, void *buf, size_t len, in
 VD_API ssize_t vd_sendmsg(struct vd_stack *st, int s, const struct msghdr *msg, int flags);
 VD_API ssize_t vd_recvmsg(struct vd_stack *st, int s, struct msghdr *msg, int flags);
 VD_API int vd_shutdown(struct vd_stack *st, int s, int how);
+/* Lets go of the caller's hold on s; the socket closes when no member process holds it (see Processes). */
 VD_API int vd_close(struct vd_stack *st, int s);
 VD_API int vd_setsockopt(struct vd_stack *st, int s, int level, int name, const void *val, socklen_t len);
 VD_API int vd_getsockopt(struct vd_stack *st, int s, int level, int name, void *val, socklen_t *len);
@@ -102,13 +109,63 @@ VD_API int vd_poll(struct vd_stack *st, struct pollfd *fds, nfds_t n, int timeou
 /* SOCK_STREAM or SOCK_DGRAM, or -EBADF: lets a caller tell handles apart. */
 VD_API int vd_sock_type(struct vd_stack *st, int s);
 
+/*
+ * Processes. A stack keeps all its state (sockets, the TCP engine, buffers, the nic's ring state) in one
+ * shared mapping made at vd_stack_open, and its lock is process-shared and robust: a child made by fork()
+ * goes on using every socket it inherited, as with kernel sockets, and parent and child may use the same
+ * socket at once (calls are serialised by the lock, as between threads). Handles mean the same socket in
+ * every member process.
+ *
+ * Each socket records which member processes hold it. vd_close() lets go of the caller's hold; the socket
+ * is closed (the BSD close: graceful, or reset with unread data or SO_LINGER 0) when its last holder
+ * lets go or leaves. A member leaves by vd_stack_close, by exec (see below) or by dying: a member whose
+ * process is gone (exit without vd_stack_close, _exit, a signal) is detached by the next progress pass of
+ * any other member (within about a second), its holds dropped as if it had closed them. A member that dies
+ * holding the lock leaves the stack consistent only as far as the engine's last completed step (the lock
+ * is robust: the next caller takes it over and counts it in vd_stack_stats.lock_owner_died).
+ *
+ * fork(), as `viaduct run` does it:
+ *     int slot = vd_stack_fork_prepare(st);     parent: takes the lock, reserves the child's member slot,
+ *                                               giving it a hold on every socket the caller holds
+ *     pid_t pid = fork();
+ *     child:  vd_stack_fork_child(st, slot);    becomes that member (does not touch the lock)
+ *     parent: vd_stack_fork_done(st, slot, pid); pid < 0: the slot is released; then unlocks
+ * vd_stack_fork_prepare returns -EAGAIN when VD_STACK_MAX_PROCS members exist already (the child then
+ * must not use the stack: it may vd_stack_forget() it). Only stacks on the xdp backend can be shared
+ * (sim links live in one process): on sim, vd_stack_fork_prepare returns -EOPNOTSUPP.
+ *
+ * exec(): the new image does not map the stack. vd_stack_exec_prepare(st) marks the caller as leaving at
+ * its next successful exec (a member that still runs but no longer maps the stack is detached like a dead
+ * one); vd_stack_exec_failed(st) undoes it when exec returned.
+ *
+ * vd_stack_forget(st): the caller stops using the stack without leaving it in the shared state (for a
+ * fork child that was not given a slot; its process-local view is dropped, nothing shared is touched).
+ */
+#define VD_STACK_MAX_PROCS 64
+VD_API int vd_stack_fork_prepare(struct vd_stack *st);
+VD_API void vd_stack_fork_done(struct vd_stack *st, int slot, pid_t child);
+VD_API void vd_stack_fork_child(struct vd_stack *st, int slot);
+VD_API void vd_stack_exec_prepare(struct vd_stack *st);
+VD_API void vd_stack_exec_failed(struct vd_stack *st);
+VD_API void vd_stack_forget(struct vd_stack *st);
+
 struct vd_stack_stats {
 	uint64_t tcp_sockets, udp_sockets;       /* open now */
 	uint64_t tcp_active_opens, tcp_passive_opens;
 	uint64_t tcp_retrans_segs, tcp_bad_csum, tcp_malformed, tcp_rst_out;
 	uint64_t udp_rx_datagrams, udp_tx_datagrams, udp_rx_dropped, udp_malformed;
 	uint64_t rx_not_ours;                    /* IPv4 packets for a protocol or port nobody holds */
+	uint64_t members;                        /* processes sharing the stack now */
+	uint64_t members_reaped;                 /* members detached because their process was gone */
+	uint64_t lock_owner_died;                /* the lock was taken over from a dead member */
+	uint64_t heap_bytes_used;                /* the shared heap: bytes allocated now */
+	uint64_t tcp_closing;                    /* TCP connections every holder closed whose FIN is not yet
+	                                          * acknowledged (not FIN-WAIT-2, TIME-WAIT or closed): the
+	                                          * last member progresses until 0 before it leaves, or its
+	                                          * peers see a reset instead of an orderly close */
 };
+/* Members are checked first (dead ones detached), so `members` is exact: a caller deciding whether it is
+ * the last member (at exit) may trust it. */
 VD_API void vd_stack_stats(struct vd_stack *st, struct vd_stack_stats *out);
 
 #ifdef __cplusplus

@@ -32,7 +32,8 @@ static int daemon_answers(const char *ctl_path)
 	return 1;
 }
 
-VD_API int vd_nic_open(struct vd_nic **out, const struct vd_nic_opts *opts)
+/* heap: where the xdp backend keeps its state (vd__nic_open_shared); NULL: malloc. */
+static int nic_open(struct vd_nic **out, const struct vd_nic_opts *opts, struct vd__shmheap *heap)
 {
 	static const struct vd_nic_opts defaults = { .backend = VD_BACKEND_AUTO, .queue = -1 };
 	int rc;
@@ -56,12 +57,12 @@ VD_API int vd_nic_open(struct vd_nic **out, const struct vd_nic_opts *opts)
 	switch (opts->backend) {
 	case VD_BACKEND_AUTO:
 		if (opts->layer == VD_NIC_LAYER_IPV4 || daemon_answers(opts->ctl_path))
-			rc = vd__nic_xdp_open(out, opts);
+			rc = vd__nic_xdp_open_heap(out, opts, heap);
 		else
 			rc = vd__nic_udp_open(out, opts);
 		break;
 	case VD_BACKEND_XDP:
-		rc = vd__nic_xdp_open(out, opts);
+		rc = vd__nic_xdp_open_heap(out, opts, heap);
 		break;
 	case VD_BACKEND_UDP:
 		rc = vd__nic_udp_open(out, opts);
@@ -83,6 +84,19 @@ VD_API int vd_nic_open(struct vd_nic **out, const struct vd_nic_opts *opts)
 			*out = NULL;
 	}
 	return rc < 0 ? rc : 0;
+}
+
+VD_API int vd_nic_open(struct vd_nic **out, const struct vd_nic_opts *opts)
+{
+	return nic_open(out, opts, NULL);
+}
+
+int vd__nic_open_shared(struct vd_nic **out, const struct vd_nic_opts *opts, struct vd__shmheap *heap)
+{
+	/* The shm mux's channels are process-local: it cannot live in a shared heap. */
+	if (heap && opts && opts->same_host_shm > 0)
+		return -EINVAL;
+	return nic_open(out, opts, heap);
 }
 
 VD_API void vd_nic_close(struct vd_nic *nic)

@@ -36,6 +36,14 @@ struct vd_nic {
 int vd__nic_udp_open(struct vd_nic **out, const struct vd_nic_opts *opts);
 int vd__nic_sim_open(struct vd_nic **out, const struct vd_nic_opts *opts);
 int vd__nic_xdp_open(struct vd_nic **out, const struct vd_nic_opts *opts);
+/*
+ * vd_nic_open, with the backend's state in a process-shared heap (lib/core/shmheap.h) so that fork
+ * children of the opener can use the nic (the sockets stack, socket.h "Processes"). Only xdp honours heap
+ * (its rings and UMEM are shared mappings already); sim and udp stay process-local.
+ */
+struct vd__shmheap;
+int vd__nic_open_shared(struct vd_nic **out, const struct vd_nic_opts *opts, struct vd__shmheap *heap);
+int vd__nic_xdp_open_heap(struct vd_nic **out, const struct vd_nic_opts *opts, struct vd__shmheap *heap);
 /* Wraps an open primary (xdp or udp) with same-host shared-memory channels (nic_mux.c). Takes ownership of
  * primary: on failure it is closed. Frame cookies with bit 62 set belong to the mux: the backends never
  * set it (xdp: bit 63 and UMEM offsets; udp: a counter; sim: a pointer). */

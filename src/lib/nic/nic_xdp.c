@@ -25,6 +25,7 @@
  * case the device completes it through TX metadata where it can and this file in software where not.
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@
 
 #include "ctl/client.h"
 #include "lib/core/frame.h"
+#include "lib/core/shmheap.h"
 #include <linux/types.h> /* __u32 for the BPF header */
 #include "bpf/dispatch.h"
 #include "neigh_cache.h"
@@ -106,6 +108,15 @@ struct xdp_nic {
 	uint32_t tx_hdr;            /* bytes the nic writes before the caller's data: 42 (UDP) or 14 (IPv4) */
 	bool l3;                    /* VD_NIC_LAYER_IPV4 */
 	uint32_t ep_id;
+	/* Ephemeral ports reserved in batches and not used yet (xdp_port_add), [0] TCP, [1] UDP */
+	uint16_t spare[2][VD_CTL_PORTS_BATCH_MAX];
+	uint32_t n_spare[2];
+	uint32_t batch[2];          /* ports the next batch asks for: grows from XDP_BATCH_MIN as they run out */
+	bool no_batch;              /* the daemon predates EP_PORTS_ADD/DEL: one port per request */
+	uint32_t quiet_sent;        /* quiet EP_PORTS_DEL sent, to drain their error replies now and then */
+	uint32_t refill_seq;        /* an EP_PORTS_ADD sent ahead, its reply not read yet (0: none) */
+	int refill_proto;
+	uint32_t batches[2];        /* EP_PORTS_ADD replies taken */
 	bool tx_csum_offload;       /* the device completes UDP checksums (TX metadata) */
 	uint32_t ifindex;
 
@@ -116,6 +127,7 @@ struct xdp_nic {
 	struct xdp_map m_umem, m_rx, m_tx, m_fill, m_comp, m_cons, m_prod, m_stats;
 
 	struct vd__neigh_cache neigh;
+	struct vd__shmheap *heap;   /* where this struct and its arrays live (vd__nic_open_shared); NULL: malloc */
 };
 
 static struct xdp_nic *xdp_of(struct vd_nic *nic)
@@ -365,12 +377,17 @@ static void xdp_tx_abort(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 		x->tx_free[x->tx_free_n++] = f[i].cookie;
 }
 
+/* The ports section (below): spare ephemeral ports and the batch asked for ahead. */
+static void xdp_spares_free(struct xdp_nic *x);
+static void xdp_refill_collect(struct xdp_nic *x, int timeout_ms);
+
 /* Asks viaductd for the next-hop MAC of ip (blocking: the first frame to a new peer waits for it). */
 static int xdp_neigh_request(struct xdp_nic *x, uint32_t ip_be, uint8_t mac[6])
 {
 	struct vd_ctl_neigh_req req = { .ifindex = x->ifindex, .ip_be = ip_be };
 	char buf[sizeof(struct vd_ctl_hdr) + VD_CTL_REASON_MAX + 64];
 	struct vd_ctl_reply rep;
+	xdp_refill_collect(x, XDP_CTL_TIMEOUT_MS); /* its reply would be skipped by vd__ctl_call */
 	int err = vd__ctl_call(x->ctl_fd, VD_CTL_NEIGH, &req, sizeof(req), buf, sizeof(buf), &rep,
 			       XDP_NEIGH_TIMEOUT_MS);
 	for (unsigned i = 0; i < rep.nfds; i++) /* none expected; vd__ctl_call leaves them to us */
@@ -663,12 +680,13 @@ static void xdp_close(struct vd_nic *nic)
 				   &x->m_prod, &x->m_stats };
 	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
 		xdp_unmap(maps[i]);
+	xdp_spares_free(x);
 	int *fds[] = { &x->nic.fd, &x->umem_fd, &x->xsk_fd, &x->ring_fd, &x->stats_fd, &x->ctl_fd };
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		xdp_close_fd(fds[i]);
-	free(x->fill_stash);
-	free(x->tx_free);
-	free(x);
+	vd__shm_free(x->heap, x->fill_stash);
+	vd__shm_free(x->heap, x->tx_free);
+	vd__shm_free(x->heap, x);
 }
 
 static int xdp_mmap(struct xdp_map *m, size_t len, int prot, int fd, off_t off)
@@ -794,8 +812,8 @@ static int xdp_setup(struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
 	x->shared = x->m_stats.addr;
 
 	/* TX frames on the free stack, RX frames on the fill ring (the stash holds what does not fit). */
-	x->tx_free = calloc(x->umem_frames - x->rx_frames, sizeof(uint64_t));
-	x->fill_stash = calloc(x->rx_frames ? x->rx_frames : 1, sizeof(uint64_t));
+	x->tx_free = vd__shm_calloc(x->heap, x->umem_frames - x->rx_frames, sizeof(uint64_t));
+	x->fill_stash = vd__shm_calloc(x->heap, x->rx_frames ? x->rx_frames : 1, sizeof(uint64_t));
 	if (!x->tx_free || !x->fill_stash)
 		return -ENOMEM;
 	for (uint32_t i = x->umem_frames; i > x->rx_frames; i--)
@@ -817,7 +835,90 @@ static int xdp_setup(struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
 	return 0;
 }
 
-/* ---- ports (EP_PORT_ADD / EP_PORT_DEL) ---------------------------------------------------------------- */
+/* ---- ports (EP_PORT_ADD / EP_PORT_DEL, EP_PORTS_ADD / EP_PORTS_DEL) -------------------------------------- */
+
+/*
+ * A connect-heavy process (an HTTP client, `viaduct perf conn-client`) took an ephemeral port per
+ * connection and gave it back with a hold when the connection ended in TIME-WAIT: two synchronous daemon
+ * round trips (about 25 + 20 us) in a connection that costs the kernel about 25 us in all. So:
+ * - ephemeral ports come in batches (EP_PORTS_ADD): the unused ones wait in x->spare, and most
+ *   vd_nic_port_add(0) calls take one without asking the daemon. The next batch is asked for ahead, once
+ *   fewer than a batch are left (from the third batch on), and its reply read when it has come (vd__ctl_wait without waiting), so
+ *   the daemon's work (a kernel socket per port: about 10 us each) overlaps the connections instead of
+ *   stalling one of them. A batch starts at XDP_BATCH_MIN ports and doubles up to XDP_BATCH_MAX, so a
+ *   process that opens one connection reserves a few ports, not dozens. Spares go back when the nic
+ *   closes; should the process die first, viaductd holds them for TIME-WAIT with its other ephemeral
+ *   ports (it cannot tell they were never used), at most 2 * XDP_BATCH_MAX of them.
+ * - a port given back with a hold (TIME-WAIT handed to viaductd) is sent as a quiet EP_PORTS_DEL: no
+ *   reply unless it failed, and no wait for it. The daemon serves a connection's requests in order, so
+ *   whatever this process asks later sees the hold in place; error replies are skipped and counted by
+ *   vd__ctl_wait / vd__ctl_drain (vd__ctl_async_failed). A failed hold leaves the port the endpoint's,
+ *   which viaductd holds when the endpoint goes. (Gathering several into one message would save daemon
+ *   wakeups, but the port would stay steered here, not dropped, until the message goes: nic.h promises
+ *   the hold from the call on.)
+ * Ports given back without a hold stay synchronous: the caller may expect the port free (for a kernel
+ * socket) on return. Every synchronous call first collects an outstanding batch, whose reply it would
+ * otherwise skip.
+ */
+#define XDP_BATCH_MIN 4u
+#define XDP_BATCH_MAX 8u
+#define XDP_DRAIN_EVERY 32u   /* quiet requests between two non-blocking reads of their error replies */
+
+static unsigned proto_ix(int proto)
+{
+	return proto == IPPROTO_TCP ? 0 : 1;
+}
+
+/* The reply to an EP_PORTS_ADD: its ports into the spares. -EBADMSG from a daemon that predates it. */
+static void xdp_refill_take(struct xdp_nic *x, int err, const struct vd_ctl_reply *rep)
+{
+	unsigned ix = proto_ix(x->refill_proto);
+
+	x->refill_seq = 0;
+	for (unsigned i = 0; i < rep->nfds; i++) /* none expected */
+		close(rep->fds[i]);
+	if (err == -EBADMSG)
+		x->no_batch = true;
+	if (err)
+		return;
+	const struct vd_ctl_ep_ports_rep *r = rep->payload; /* vd__ctl_check: count in 1..the maximum */
+	for (unsigned i = 0; i < r->count && x->n_spare[ix] < VD_CTL_PORTS_BATCH_MAX; i++)
+		x->spare[ix][x->n_spare[ix]++] = r->port_be[i];
+	if (x->batch[ix] < XDP_BATCH_MAX)
+		x->batch[ix] *= 2;
+	x->batches[ix]++;
+}
+
+/* Reads the outstanding EP_PORTS_ADD's reply if it has come (timeout_ms 0) or waits for it. */
+static void xdp_refill_collect(struct xdp_nic *x, int timeout_ms)
+{
+	char buf[sizeof(struct vd_ctl_hdr) + sizeof(struct vd_ctl_ep_ports_rep) + VD_CTL_REASON_MAX];
+	struct vd_ctl_reply rep;
+
+	if (!x->refill_seq)
+		return;
+	int err = vd__ctl_wait(x->ctl_fd, x->refill_seq, VD_CTL_EP_PORTS_ADD, buf, sizeof(buf), &rep, timeout_ms);
+	if (err == -EAGAIN && timeout_ms == 0)
+		return;
+	xdp_refill_take(x, err, &rep);
+}
+
+/* Asks for the next batch of proto's ports without waiting (one batch outstanding at a time). */
+static int xdp_refill_send(struct xdp_nic *x, int proto)
+{
+	struct vd_ctl_ep_ports_req req = { .ep_id = x->ep_id, .proto = (uint8_t)proto };
+
+	unsigned ix = proto_ix(proto);
+	if (x->batch[ix] < XDP_BATCH_MIN)
+		x->batch[ix] = XDP_BATCH_MIN;
+	req.count = (uint16_t)x->batch[ix];
+	int err = vd__ctl_request(x->ctl_fd, VD_CTL_EP_PORTS_ADD, &req, sizeof(req), &x->refill_seq);
+	if (err)
+		x->refill_seq = 0;
+	else
+		x->refill_proto = proto;
+	return err;
+}
 
 static int xdp_port_call(struct xdp_nic *x, uint16_t type, int proto, uint16_t port_be, uint32_t hold_ms,
 			 uint16_t *got_be)
@@ -827,6 +928,7 @@ static int xdp_port_call(struct xdp_nic *x, uint16_t type, int proto, uint16_t p
 	};
 	char buf[sizeof(struct vd_ctl_hdr) + VD_CTL_REASON_MAX + 64];
 	struct vd_ctl_reply rep;
+	xdp_refill_collect(x, XDP_CTL_TIMEOUT_MS);
 	int err = vd__ctl_call(x->ctl_fd, type, &req, sizeof(req), buf, sizeof(buf), &rep, XDP_CTL_TIMEOUT_MS);
 	for (unsigned i = 0; i < rep.nfds; i++) /* none expected */
 		close(rep.fds[i]);
@@ -838,12 +940,85 @@ static int xdp_port_call(struct xdp_nic *x, uint16_t type, int proto, uint16_t p
 	return 0;
 }
 
+/* Sends a quiet EP_PORTS_DEL of n ports (1..VD_CTL_PORTS_BATCH_MAX) and goes on. */
+static int xdp_ports_del_quiet(struct xdp_nic *x, int proto, const uint16_t *ports, unsigned n, uint32_t hold_ms)
+{
+	struct vd_ctl_ep_ports_req req = {
+		.ep_id = x->ep_id, .proto = (uint8_t)proto, .flags = VD_CTL_PORTS_QUIET, .count = (uint16_t)n,
+		.hold_ms = hold_ms,
+	};
+	memcpy(req.port_be, ports, n * sizeof(ports[0]));
+	/* Error replies, if any, must not pile up in the socket: read those already here now and then
+	 * (through the outstanding batch's reply when there is one, which a drain would skip). */
+	if (++x->quiet_sent % XDP_DRAIN_EVERY == 0) {
+		if (x->refill_seq)
+			xdp_refill_collect(x, 0);
+		else
+			(void)vd__ctl_drain(x->ctl_fd);
+	}
+	return vd__ctl_send(x->ctl_fd, VD_CTL_EP_PORTS_DEL, &req, sizeof(req));
+}
+
+/* At close: the unused spares go back at once (a hold would keep ports no connection ever used). */
+static void xdp_spares_free(struct xdp_nic *x)
+{
+	if (x->ctl_fd >= 0)
+		xdp_refill_collect(x, XDP_CTL_TIMEOUT_MS);
+	for (unsigned ix = 0; ix < 2 && x->ctl_fd >= 0; ix++) {
+		if (x->n_spare[ix])
+			(void)xdp_ports_del_quiet(x, ix == 0 ? IPPROTO_TCP : IPPROTO_UDP, x->spare[ix], x->n_spare[ix], 0);
+		x->n_spare[ix] = 0;
+	}
+}
+
+/* An ephemeral port from the spares (refilled as described above); -EBADMSG: no batches, old daemon. */
+static int xdp_port_spare(struct xdp_nic *x, int proto, uint16_t *port_be)
+{
+	unsigned ix = proto_ix(proto);
+
+	xdp_refill_collect(x, 0);
+	if (!x->n_spare[ix]) {
+		if (x->refill_seq && x->refill_proto != proto)
+			xdp_refill_collect(x, XDP_CTL_TIMEOUT_MS); /* the other protocol's: one at a time */
+		if (!x->refill_seq && !x->no_batch) {
+			int err = xdp_refill_send(x, proto);
+			if (err)
+				return err;
+		}
+		/* refill_seq may be 0 here: vd__ctl_request failed above, or no_batch came from a collect */
+		char buf[sizeof(struct vd_ctl_hdr) + sizeof(struct vd_ctl_ep_ports_rep) + VD_CTL_REASON_MAX];
+		struct vd_ctl_reply rep;
+		if (x->refill_seq) {
+			int err = vd__ctl_wait(x->ctl_fd, x->refill_seq, VD_CTL_EP_PORTS_ADD, buf, sizeof(buf), &rep,
+					       XDP_CTL_TIMEOUT_MS);
+			xdp_refill_take(x, err, &rep);
+			if (err && err != -EBADMSG)
+				return err;
+		}
+		if (!x->n_spare[ix])
+			return -EBADMSG;
+	}
+	*port_be = x->spare[ix][--x->n_spare[ix]];
+	/* Fewer spares than a batch: ask for the next one now, so that it comes long before they run out
+	 * (the daemon takes about 10 us a port; a whole batch of connections' time is ample). Only once two
+	 * batches went, so that a process that opens a connection or two reserves a few ports only. */
+	if (!x->refill_seq && !x->no_batch && x->batches[ix] >= 2 && x->n_spare[ix] < x->batch[ix] &&
+	    x->n_spare[ix] + x->batch[ix] <= VD_CTL_PORTS_BATCH_MAX)
+		(void)xdp_refill_send(x, proto);
+	return 0;
+}
+
 /* Only the IPv4 layer receives TCP, or UDP for more than its own port: the UDP layer parses its own. */
 static int xdp_port_add(struct vd_nic *nic, int proto, uint16_t *port_be)
 {
 	struct xdp_nic *x = xdp_of(nic);
 	if (!x->l3)
 		return -EOPNOTSUPP;
+	if (*port_be == 0 && !x->no_batch) {
+		int err = xdp_port_spare(x, proto, port_be);
+		if (err != -EBADMSG)
+			return err;
+	}
 	uint16_t got = 0;
 	int err = xdp_port_call(x, VD_CTL_EP_PORT_ADD, proto, *port_be, 0, &got);
 	if (err == 0)
@@ -858,6 +1033,10 @@ static int xdp_port_del(struct vd_nic *nic, int proto, uint16_t port_be, uint32_
 		return -EOPNOTSUPP;
 	if (hold_ms > VD_CTL_HOLD_MAX_MS)
 		hold_ms = VD_CTL_HOLD_MAX_MS; /* the daemon's bound (protocol: larger is malformed) */
+	/* Quiet only to a daemon known to have EP_PORTS_DEL (it answered an EP_PORTS_ADD): an older one
+	 * would refuse it, and the hold would be lost. */
+	if (hold_ms && !x->no_batch && x->batches[0] + x->batches[1])
+		return xdp_ports_del_quiet(x, proto, &port_be, 1, hold_ms);
 	return xdp_port_call(x, VD_CTL_EP_PORT_DEL, proto, port_be, hold_ms, NULL);
 }
 
@@ -916,13 +1095,21 @@ static int xdp_build_req(const struct vd_nic_opts *o, struct vd_ctl_ep_open_req 
 
 int vd__nic_xdp_open(struct vd_nic **out, const struct vd_nic_opts *opts)
 {
+	return vd__nic_xdp_open_heap(out, opts, NULL);
+}
+
+/* Everything the nic writes lives in heap (and the rings, UMEM and stats page are MAP_SHARED mappings of
+ * the daemon's descriptors), so a fork child of the opener can drive the endpoint under the stack's lock. */
+int vd__nic_xdp_open_heap(struct vd_nic **out, const struct vd_nic_opts *opts, struct vd__shmheap *heap)
+{
 	struct vd_ctl_ep_open_req req;
 	int err = xdp_build_req(opts, &req);
 	if (err < 0)
 		return err;
-	struct xdp_nic *x = calloc(1, sizeof(*x));
+	struct xdp_nic *x = vd__shm_calloc(heap, 1, sizeof(*x));
 	if (!x)
 		return -ENOMEM;
+	x->heap = heap;
 	x->nic.ops = &xdp_ops;
 	x->l3 = opts->layer == VD_NIC_LAYER_IPV4;
 	x->nic.fd = x->umem_fd = x->xsk_fd = x->ring_fd = x->stats_fd = -1;

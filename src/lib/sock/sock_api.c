@@ -95,7 +95,7 @@ VD_API int vd_socket(struct vd_stack *st, int domain, int type, int protocol)
 	} else {
 		return -ESOCKTNOSUPPORT;
 	}
-	struct vd_sock *sk = calloc(1, sizeof(*sk));
+	struct vd_sock *sk = vd__sock_new(st);
 	if (!sk)
 		return -ENOMEM;
 	sk->type = base;
@@ -117,7 +117,7 @@ VD_API int vd_socket(struct vd_stack *st, int domain, int type, int protocol)
 	}
 	vd__stack_unlock(st);
 	if (rc < 0)
-		free(sk);
+		vd__sock_delete(st, sk);
 	return rc;
 }
 
@@ -181,7 +181,7 @@ VD_API int vd_accept4(struct vd_stack *st, int s, struct sockaddr *addr, socklen
 	}
 	if (rc < 0)
 		goto out;
-	struct vd_sock *nsk = calloc(1, sizeof(*nsk));
+	struct vd_sock *nsk = vd__sock_new(st);
 	if (!nsk) {
 		vd__tcb_close(c);
 		rc = -ENOMEM;
@@ -195,7 +195,7 @@ VD_API int vd_accept4(struct vd_stack *st, int s, struct sockaddr *addr, socklen
 	if (rc < 0) {
 		vd__tcb_set_user(c, NULL);
 		vd__tcb_close(c);
-		free(nsk);
+		vd__sock_delete(st, nsk);
 		goto out;
 	}
 	if (addr && len) {
@@ -580,10 +580,9 @@ VD_API int vd_close(struct vd_stack *st, int s)
 	struct vd_sock *sk = enter(st, s);
 	if (!sk)
 		return -EBADF;
-	vd__sock_free_slot(st, s);
-	vd__sock_destroy(st, sk);
+	int rc = vd__sock_let_go(st, s);
 	vd__stack_unlock(st);
-	return 0;
+	return rc;
 }
 
 /* ---- options and names -------------------------------------------------------------------------- */

@@ -8,7 +8,15 @@
  *   udp.c        UDP (RFC 768): port table, datagram queues, send path with the IPv4 header;
  *   sock_table.c the handle table (small integers -> struct vd_sock);
  *   sock_api.c   the BSD calls on top of the TCP engine (src/lib/tcp) and udp.c;
- *   sock_poll.c  vd_poll, vd_sock_events, vd_readable.
+ *   sock_poll.c  vd_poll, vd_sock_events, vd_readable;
+ *   members.c    the member processes sharing the stack (fork, exec, exit): who holds which socket, the
+ *                reaper of dead members, vd_stack_fork_* / exec_* / forget.
+ *
+ * Memory (socket.h "Processes"): on xdp, struct vd_stack and everything reachable from it (the TCP
+ * engine, sockets, buffers, the nic's state) live in st->heap, one MAP_SHARED mapping made at open, so a
+ * fork child sees it all at the same addresses. The lock and cond are process-shared, the lock robust.
+ * On sim (process-local links, no fork) st->heap is NULL and everything comes from malloc, which keeps the
+ * unit tests under ASan's eye.
  *
  * Locking: every public call takes st->lock for its whole run, except while a blocking call waits
  * (vd__stack_wait drops it while spinning or sleeping). The nic and the TCP engine are single-threaded;
@@ -19,6 +27,8 @@
  * state (a progress pass that received something, a send, a close) marks the stack dirty; when the lock is
  * released with the stack dirty, cond waiters are broadcast and the sleeper is kicked, so a frame consumed
  * by another thread's progress pass never leaves a waiter asleep.
+ * Between processes the same holds (the eventfd and the nic's fd are inherited by fork); a cond waiter
+ * whose sleeper's process died (st->sleeper_pid) takes over after its bounded wait (members.c).
  */
 #ifndef VD_SOCK_INTERNAL_H
 #define VD_SOCK_INTERNAL_H
@@ -31,6 +41,7 @@
 
 #include <viaduct/socket.h>
 
+#include "lib/core/shmheap.h"
 #include "lib/tcp/tcp.h"
 
 #define VD_SOCK_RX_BURST 64u
@@ -63,6 +74,7 @@ struct vd_ctl_ep_shared;
 struct vd__udp;   /* the UDP layer of one stack: port table, stats */
 
 struct vd_sock {
+	uint64_t holders;         /* member processes holding the socket: bit i = st->members[i] */
 	int type;                 /* SOCK_STREAM or SOCK_DGRAM */
 	int nonblock;
 	uint64_t rcvtimeo_ns, sndtimeo_ns;  /* 0: wait forever */
@@ -76,8 +88,17 @@ struct vd__sock_slot {
 	int next_free;
 };
 
+/* A process sharing the stack (members.c). */
+enum { VD__MEMBER_FREE = 0, VD__MEMBER_RESERVED, VD__MEMBER_ACTIVE };
+struct vd__member {
+	int state;                 /* RESERVED: fork_prepare made it, the child is not confirmed yet */
+	pid_t pid;                 /* 0 while RESERVED before the child or parent fills it in */
+	uint64_t start;            /* start time (field 22 of /proc/PID/stat); 0: unknown */
+	int exec_leaving;          /* vd_stack_exec_prepare: gone once PID no longer maps the heap */
+};
+
 struct vd_stack {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;      /* process-shared, robust */
 	pthread_cond_t cond;
 	_Atomic int contenders;    /* threads blocked in vd__stack_lock: a spinning waiter yields to them */
 	struct vd_nic *nic;
@@ -89,6 +110,7 @@ struct vd_stack {
 	int is_sim;                /* waits advance the virtual clock instead of sleeping */
 	int kick_fd;               /* eventfd: wakes the sleeper */
 	int sleeper;               /* a thread sleeps in poll(2) on nic fd + kick_fd */
+	pid_t sleeper_pid;         /* its process: a cond waiter takes over if that process is gone */
 	int cond_waiters;
 	int dirty;                 /* socket state changed since the lock was taken */
 	uint32_t gen;              /* bumped each time waiters are woken for a change */
@@ -101,6 +123,13 @@ struct vd_stack {
 	uint64_t rx_not_ours;
 	uint64_t tcp_sockets, udp_sockets;
 	struct vd_ctl_ep_shared *shared;  /* the endpoint's stats page (xdp), NULL on sim */
+	/* processes (members.c) */
+	struct vd__shmheap *heap;  /* where all of this lives; NULL on sim (malloc) */
+	struct vd__member members[VD_STACK_MAX_PROCS];
+	int n_members;             /* slots not FREE */
+	int reap_now;              /* check members at the next progress pass (a lock owner died) */
+	uint64_t next_reap_ns;
+	uint64_t members_reaped, lock_owner_died;
 };
 
 /* ---- stack.c ---- */
@@ -118,6 +147,20 @@ void vd__stack_kick_tcp(struct vd_stack *st);
  */
 int vd__stack_wait(struct vd_stack *st, uint64_t deadline_ns);
 uint64_t vd__stack_now(const struct vd_stack *st);
+
+/* ---- members.c ---- */
+/* The calling process's pid, cached (a pthread_atfork child handler drops the cache). */
+pid_t vd__self_pid(void);
+/* The opener becomes the first member. */
+void vd__members_init(struct vd_stack *st);
+/* The caller's member bit (0: the caller is not a member). Lock held. */
+uint64_t vd__member_bit(struct vd_stack *st);
+/* The reaper (lock held): detaches members whose process is gone; rate-limited unless force. */
+void vd__members_check(struct vd_stack *st, int force);
+/* Lets go of member m's holds (sockets no one holds any more are closed) and frees its slot. Lock held. */
+void vd__member_detach(struct vd_stack *st, int m);
+/* 1 if process pid is gone (no such process, a zombie). */
+int vd__proc_gone(pid_t pid);
 
 /* ---- udp.c ---- */
 int vd__udp_new(struct vd__udp **out, struct vd_stack *st);
@@ -148,6 +191,13 @@ struct vd_sock *vd__sock_get(struct vd_stack *st, int s);       /* NULL if not a
 uint32_t vd__sock_gen(struct vd_stack *st, int s);
 void vd__sock_free_slot(struct vd_stack *st, int s);
 void vd__sock_destroy(struct vd_stack *st, struct vd_sock *sk); /* releases tcb or UDP state, frees sk */
+/* A zeroed struct vd_sock from the stack's heap; NULL: -ENOMEM. vd__sock_delete frees one never handed to
+ * vd__sock_alloc. */
+struct vd_sock *vd__sock_new(struct vd_stack *st);
+void vd__sock_delete(struct vd_stack *st, struct vd_sock *sk);
+/* The caller's vd_close: drops its hold on s; closes the socket when nobody holds it. -EBADF if the caller
+ * does not hold it. Lock held. */
+int vd__sock_let_go(struct vd_stack *st, int s);
 
 /* ---- sock_poll.c ---- */
 uint32_t vd__sock_events(struct vd_sock *sk);

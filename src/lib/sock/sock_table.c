@@ -24,13 +24,28 @@ void vd__sock_publish(struct vd_stack *st)
 	__atomic_store_n(&st->shared->sock_udp, st->udp_sockets, __ATOMIC_RELAXED);
 }
 
+struct vd_sock *vd__sock_new(struct vd_stack *st)
+{
+	return vd__shm_calloc(st->heap, 1, sizeof(struct vd_sock));
+}
+
+void vd__sock_delete(struct vd_stack *st, struct vd_sock *sk)
+{
+	vd__shm_free(st->heap, sk);
+}
+
 int vd__sock_alloc(struct vd_stack *st, struct vd_sock *sk)
 {
+	/* The creating (or accepting) process holds the new socket, as its new fd. */
+	uint64_t bit = vd__member_bit(st);
+	if (!bit)
+		return -EBADF; /* not a member: this process must not use the stack (socket.h, Processes) */
+	sk->holders = bit;
 	if (st->free_head < 0) {
 		int n = st->n_slots ? st->n_slots * 2 : 64;
 		if (n > MAX_SOCKETS)
 			return -EMFILE;
-		struct vd__sock_slot *ns = realloc(st->slots, (size_t)n * sizeof(*ns));
+		struct vd__sock_slot *ns = vd__shm_realloc(st->heap, st->slots, (size_t)n * sizeof(*ns));
 		if (!ns)
 			return -ENOMEM;
 		/* New slots go on the free list highest first, so the lowest is handed out first. */
@@ -90,5 +105,20 @@ void vd__sock_destroy(struct vd_stack *st, struct vd_sock *sk)
 	} else {
 		vd__udp_sock_release(st->udp, &sk->udp);
 	}
-	free(sk);
+	vd__sock_delete(st, sk);
+}
+
+int vd__sock_let_go(struct vd_stack *st, int s)
+{
+	struct vd_sock *sk = vd__sock_get(st, s);
+	uint64_t bit = vd__member_bit(st);
+	if (!sk || !(sk->holders & bit))
+		return -EBADF;
+	/* Like close(2) on one of several fds of a socket: only the last one closes it. */
+	sk->holders &= ~bit;
+	if (!sk->holders) {
+		vd__sock_free_slot(st, s);
+		vd__sock_destroy(st, sk);
+	}
+	return 0;
 }

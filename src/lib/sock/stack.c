@@ -30,6 +30,7 @@
 
 #define RX_ROUNDS 4u              /* bursts per progress pass: bounds the time one pass takes */
 #define COND_WAIT_CAP_NS 10000000ull   /* a cond waiter rechecks at least every 10 ms */
+#define DEFAULT_HEAP_BYTES (1ull << 30) /* address space only: MAP_NORESERVE, used as touched */
 
 uint64_t vd__stack_now(const struct vd_stack *st)
 {
@@ -53,13 +54,32 @@ static void wake_waiters(struct vd_stack *st)
 	}
 }
 
+/*
+ * The lock is robust: when a member process dies holding it, the next locker gets EOWNERDEAD. The stack
+ * is then as consistent as the dead owner's last completed step (nothing better is possible without
+ * undo logs); we mark the mutex consistent, count it, and have the next progress pass reap the dead
+ * member (its holds dropped). Waiters are woken: the dead owner may have owed them a wakeup.
+ */
+static void lock_taken_over(struct vd_stack *st)
+{
+	pthread_mutex_consistent(&st->lock);
+	st->lock_owner_died++;
+	st->reap_now = 1;
+	st->dirty = 1;
+}
+
 void vd__stack_lock(struct vd_stack *st)
 {
-	if (pthread_mutex_trylock(&st->lock) == 0)
+	int rc = pthread_mutex_trylock(&st->lock);
+	if (rc == 0)
 		return;
-	atomic_fetch_add_explicit(&st->contenders, 1, memory_order_relaxed);
-	pthread_mutex_lock(&st->lock);
-	atomic_fetch_sub_explicit(&st->contenders, 1, memory_order_relaxed);
+	if (rc != EOWNERDEAD) {
+		atomic_fetch_add_explicit(&st->contenders, 1, memory_order_relaxed);
+		rc = pthread_mutex_lock(&st->lock);
+		atomic_fetch_sub_explicit(&st->contenders, 1, memory_order_relaxed);
+	}
+	if (rc == EOWNERDEAD)
+		lock_taken_over(st);
 }
 
 void vd__stack_unlock(struct vd_stack *st)
@@ -142,6 +162,7 @@ int vd__stack_progress_locked(struct vd_stack *st)
 		vd__stack_kick_tcp(st);
 		did = 1;
 	}
+	vd__members_check(st, 0); /* cheap unless several processes share the stack */
 	return did;
 }
 
@@ -227,6 +248,7 @@ static void fd_sleep(struct vd_stack *st, uint64_t deadline_ns)
 		{ .fd = st->kick_fd, .events = POLLIN },
 	};
 	st->sleeper = 1;
+	st->sleeper_pid = vd__self_pid();
 	wake_waiters(st);
 	pthread_mutex_unlock(&st->lock);
 	(void)poll(pfd, 2, tmo);
@@ -255,8 +277,14 @@ static void cond_sleep(struct vd_stack *st, uint64_t deadline_ns)
 	ts.tv_nsec = (long)(abs_ns % 1000000000u);
 	wake_waiters(st);
 	st->cond_waiters++;
-	(void)pthread_cond_timedwait(&st->cond, &st->lock, &ts);
+	int rc = pthread_cond_timedwait(&st->cond, &st->lock, &ts);
+	if (rc == EOWNERDEAD)
+		lock_taken_over(st);
 	st->cond_waiters--;
+	/* A sleeper whose process died (killed while in poll) never clears st->sleeper: after a wait that
+	 * nobody ended, check, and become the sleeper next time if it is gone. */
+	if (rc == ETIMEDOUT && st->sleeper && st->sleeper_pid != vd__self_pid() && vd__proc_gone(st->sleeper_pid))
+		st->sleeper = 0;
 	(void)vd__stack_progress_locked(st);
 }
 
@@ -328,13 +356,25 @@ VD_API int vd_stack_open(struct vd_stack **out, const struct vd_stack_opts *opts
 		return -EINVAL;
 	}
 
-	struct vd_stack *st = calloc(1, sizeof(*st));
-	if (!st)
+	/* Sim links are process-local (no fork): malloc, where ASan sees every access. Otherwise the shared
+	 * heap, mapped now, before any fork, so it sits at the same address in every descendant. */
+	struct vd__shmheap *heap = NULL;
+	int rc;
+	if (opts->backend != VD_BACKEND_SIM) {
+		rc = vd__shm_create(&heap, opts->heap_bytes ? opts->heap_bytes : DEFAULT_HEAP_BYTES);
+		if (rc < 0)
+			return rc;
+	}
+	struct vd_stack *st = vd__shm_calloc(heap, 1, sizeof(*st));
+	if (!st) {
+		vd__shm_destroy(heap);
 		return -ENOMEM;
+	}
+	st->heap = heap;
 	st->kick_fd = -1;
 	st->free_head = -1;
 	st->next_timer_ns = UINT64_MAX;
-	int rc = vd_nic_open(&st->nic, &no);
+	rc = vd__nic_open_shared(&st->nic, &no, heap);
 	if (rc < 0)
 		goto fail;
 	struct vd_addr la;
@@ -346,7 +386,9 @@ VD_API int vd_stack_open(struct vd_stack **out, const struct vd_stack_opts *opts
 	st->spin_us = opts->spin_us == 0 ? 100 : opts->spin_us;
 	st->ip_id = (uint16_t)(vd__stack_now(st) >> 10);
 
-	struct vd__tcp_cfg cfg = { .sndbuf = opts->sndbuf, .rcvbuf = opts->rcvbuf, .secret = opts->secret };
+	struct vd__tcp_cfg cfg = {
+		.sndbuf = opts->sndbuf, .rcvbuf = opts->rcvbuf, .secret = opts->secret, .heap = heap,
+	};
 	rc = vd__tcp_new(&st->tcp, st->nic, &cfg);
 	if (rc < 0)
 		goto fail;
@@ -359,12 +401,21 @@ VD_API int vd_stack_open(struct vd_stack **out, const struct vd_stack_opts *opts
 		rc = -errno;
 		goto fail;
 	}
+	/* Process-shared: fork children wait and lock here too. Robust: a member dying with the lock held
+	 * must not wedge the others (vd__stack_lock). */
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
 	pthread_cond_init(&st->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	pthread_mutex_init(&st->lock, NULL);
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init(&st->lock, &ma);
+	pthread_mutexattr_destroy(&ma);
+	vd__members_init(st);
 	*out = st;
 	return 0;
 fail:
@@ -376,15 +427,15 @@ fail:
 		vd_nic_close(st->nic);
 	if (st->kick_fd >= 0)
 		close(st->kick_fd);
-	free(st);
+	vd__shm_free(heap, st);
+	vd__shm_destroy(heap);
 	return rc;
 }
 
-VD_API void vd_stack_close(struct vd_stack *st)
+/* The last member: everything goes (connections reset, the endpoint closed). Lock held; freed with it. */
+static void stack_free(struct vd_stack *st)
 {
-	if (!st)
-		return;
-	pthread_mutex_lock(&st->lock);
+	struct vd__shmheap *heap = st->heap;
 	for (int s = 0; s < st->n_slots; s++) {
 		struct vd_sock *sk = st->slots[s].sk;
 		if (!sk)
@@ -393,7 +444,7 @@ VD_API void vd_stack_close(struct vd_stack *st)
 		if (sk->type == SOCK_STREAM) {
 			/* vd__tcp_free below resets every live connection and frees the tcbs. */
 			vd__tcb_set_user(sk->tcb, NULL);
-			free(sk);
+			vd__sock_delete(st, sk);
 		} else {
 			vd__sock_destroy(st, sk);
 		}
@@ -403,11 +454,36 @@ VD_API void vd_stack_close(struct vd_stack *st)
 	(void)vd_nic_flush(st->nic);
 	vd_nic_close(st->nic);
 	close(st->kick_fd);
-	free(st->slots);
+	vd__shm_free(heap, st->slots);
 	pthread_mutex_unlock(&st->lock);
 	pthread_mutex_destroy(&st->lock);
-	pthread_cond_destroy(&st->cond);
-	free(st);
+	/* Not pthread_cond_destroy on a shared stack: glibc's waits there for every waiter to have left,
+	 * and a member killed inside pthread_cond_timedwait never leaves. The memory goes with the heap. */
+	if (!heap)
+		pthread_cond_destroy(&st->cond);
+	vd__shm_free(heap, st);
+	vd__shm_destroy(heap);
+}
+
+VD_API void vd_stack_close(struct vd_stack *st)
+{
+	if (!st)
+		return;
+	vd__stack_lock(st);
+	vd__members_check(st, 1); /* a dead member must not keep the stack alive */
+	uint64_t bit = vd__member_bit(st);
+	if (bit) {
+		vd__member_detach(st, __builtin_ctzll(bit)); /* our holds go: sockets only we held close */
+		if (st->n_members == 0) {
+			stack_free(st);
+			return;
+		}
+	}
+	/* Others still use the stack: leave it to them; only this process's mapping of the heap goes. */
+	(void)vd_nic_flush(st->nic);
+	struct vd__shmheap *heap = st->heap;
+	vd__stack_unlock(st);
+	vd__shm_destroy(heap);
 }
 
 VD_API uint32_t vd_stack_ip(const struct vd_stack *st)
@@ -459,6 +535,7 @@ VD_API void vd_stack_stats(struct vd_stack *st, struct vd_stack_stats *out)
 	struct vd__tcp_stats ts = { 0 };
 	memset(out, 0, sizeof(*out));
 	vd__stack_lock(st);
+	vd__members_check(st, 1); /* members exact (socket.h): a dead member not yet reaped must not count */
 	vd__tcp_stats(st->tcp, &ts);
 	vd__udp_stats(st->udp, out);
 	out->tcp_sockets = st->tcp_sockets;
@@ -470,5 +547,10 @@ VD_API void vd_stack_stats(struct vd_stack *st, struct vd_stack_stats *out)
 	out->tcp_malformed = ts.malformed;
 	out->tcp_rst_out = ts.rst_out;
 	out->rx_not_ours = st->rx_not_ours + ts.no_port;
+	out->members = (uint64_t)st->n_members;
+	out->members_reaped = st->members_reaped;
+	out->lock_owner_died = st->lock_owner_died;
+	out->heap_bytes_used = vd__shm_used(st->heap);
+	out->tcp_closing = vd__tcp_closing(st->tcp);
 	vd__stack_unlock(st);
 }

@@ -33,13 +33,13 @@ struct vd__udp {
 
 int vd__udp_new(struct vd__udp **out, struct vd_stack *st)
 {
-	struct vd__udp *u = calloc(1, sizeof(*u));
+	struct vd__udp *u = vd__shm_calloc(st->heap, 1, sizeof(*u));
 	if (!u)
 		return -ENOMEM;
 	/* 512 KiB of pointers, zero pages until a port is used: cheaper than a hash on every datagram. */
-	u->ports = calloc(NPORTS, sizeof(*u->ports));
+	u->ports = vd__shm_calloc(st->heap, NPORTS, sizeof(*u->ports));
 	if (!u->ports) {
-		free(u);
+		vd__shm_free(st->heap, u);
 		return -ENOMEM;
 	}
 	u->st = st;
@@ -51,8 +51,8 @@ void vd__udp_free(struct vd__udp *u)
 {
 	if (!u)
 		return;
-	free(u->ports);
-	free(u);
+	vd__shm_free(u->st->heap, u->ports);
+	vd__shm_free(u->st->heap, u);
 }
 
 void vd__udp_stats(const struct vd__udp *u, struct vd_stack_stats *out)
@@ -75,12 +75,12 @@ static uint32_t charge(uint32_t len)
 	return len + VD_UDP_DGRAM_OVERHEAD;
 }
 
-static void queue_drop_all(struct vd__udp_sock *us)
+static void queue_drop_all(struct vd__udp *u, struct vd__udp_sock *us)
 {
 	struct vd__udp_dgram *d = us->q_head;
 	while (d) {
 		struct vd__udp_dgram *n = d->next;
-		free(d);
+		vd__shm_free(u->st->heap, d);
 		d = n;
 	}
 	us->q_head = us->q_tail = NULL;
@@ -89,7 +89,7 @@ static void queue_drop_all(struct vd__udp_sock *us)
 
 void vd__udp_sock_release(struct vd__udp *u, struct vd__udp_sock *us)
 {
-	queue_drop_all(us);
+	queue_drop_all(u, us);
 	if (us->local_port) {
 		uint16_t p = ntohs(us->local_port);
 		if (u->ports[p] == us)
@@ -202,7 +202,7 @@ void vd__udp_input(struct vd__udp *u, const uint8_t *ip, uint32_t len)
 		u->rx_dropped++;
 		return;
 	}
-	struct vd__udp_dgram *d = malloc(sizeof(*d) + plen);
+	struct vd__udp_dgram *d = vd__shm_alloc(u->st->heap, sizeof(*d) + plen);
 	if (!d) {
 		u->rx_dropped++;
 		return;
@@ -360,7 +360,7 @@ ssize_t vd__udp_recv(struct vd__udp *u, struct vd__udp_sock *us, const struct io
 			us->q_tail = NULL;
 		us->q_count--;
 		us->q_bytes -= charge(d->len);
-		free(d);
+		vd__shm_free(u->st->heap, d);
 	}
 	return ret;
 }

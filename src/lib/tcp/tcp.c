@@ -35,7 +35,8 @@ static uint32_t pow2_at_least(uint32_t v)
 
 int vd__tcp_new(struct vd__tcp **out, struct vd_nic *nic, const struct vd__tcp_cfg *cfg)
 {
-	struct vd__tcp *t = calloc(1, sizeof(*t));
+	struct vd__shmheap *heap = cfg ? cfg->heap : NULL;
+	struct vd__tcp *t = vd__shm_calloc(heap, 1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	t->nic = nic;
@@ -57,7 +58,7 @@ int vd__tcp_new(struct vd__tcp **out, struct vd_nic *nic, const struct vd__tcp_c
 		t->cfg.max_conns = DEF_MAX_CONNS;
 	uint64_t secret = t->cfg.secret;
 	if (!secret && getrandom(&secret, sizeof(secret), 0) != sizeof(secret)) {
-		free(t);
+		vd__shm_free(heap, t);
 		return -EIO;
 	}
 	vd__siphash_key(t, secret);
@@ -65,31 +66,31 @@ int vd__tcp_new(struct vd__tcp **out, struct vd_nic *nic, const struct vd__tcp_c
 	struct vd_addr la;
 	int r = vd_nic_local_addr(nic, &la);
 	if (r < 0) {
-		free(t);
+		vd__shm_free(heap, t);
 		return r;
 	}
 	t->lip = la.ip;
 	t->ip_mtu = vd_nic_max_payload(nic);
 	if (t->ip_mtu < 68 || t->ip_mtu > 65535) {
-		free(t);
+		vd__shm_free(heap, t);
 		return -EINVAL;
 	}
 	uint32_t hsize = pow2_at_least(t->cfg.max_conns / 2 < 256 ? 256 : t->cfg.max_conns / 2);
-	t->hash = calloc(hsize, sizeof(*t->hash));
+	t->hash = vd__shm_calloc(heap, hsize, sizeof(*t->hash));
 	t->hash_mask = hsize - 1;
-	t->bind = calloc(1024, sizeof(*t->bind));
+	t->bind = vd__shm_calloc(heap, 1024, sizeof(*t->bind));
 	t->bind_mask = 1023;
 	t->heap_cap = t->cfg.max_conns + 1;
-	t->heap = calloc(t->heap_cap, sizeof(*t->heap));
-	t->port_ref = calloc(65536, sizeof(*t->port_ref));
-	t->port_eph = calloc(65536 / 8, 1);
+	t->heap = vd__shm_calloc(heap, t->heap_cap, sizeof(*t->heap));
+	t->port_ref = vd__shm_calloc(heap, 65536, sizeof(*t->port_ref));
+	t->port_eph = vd__shm_calloc(heap, 65536 / 8, 1);
 	if (!t->hash || !t->bind || !t->heap || !t->port_ref || !t->port_eph) {
-		free(t->hash);
-		free(t->bind);
-		free(t->heap);
-		free(t->port_ref);
-		free(t->port_eph);
-		free(t);
+		vd__shm_free(heap, t->hash);
+		vd__shm_free(heap, t->bind);
+		vd__shm_free(heap, t->heap);
+		vd__shm_free(heap, t->port_ref);
+		vd__shm_free(heap, t->port_eph);
+		vd__shm_free(heap, t);
 		return -ENOMEM;
 	}
 	vd__tcp_clock(t);
@@ -129,17 +130,28 @@ void vd__tcp_free(struct vd__tcp *t)
 		t->port_eph[i / 8] &= (uint8_t)~(1u << (i % 8));   /* a duplicate entry is then stale */
 		vd_nic_port_del(t->nic, IPPROTO_TCP, p, 0);
 	}
-	free(t->hash);
-	free(t->bind);
-	free(t->heap);
-	free(t->port_ref);
-	free(t->port_eph);
-	free(t);
+	struct vd__shmheap *heap = t->cfg.heap;
+	vd__shm_free(heap, t->hash);
+	vd__shm_free(heap, t->bind);
+	vd__shm_free(heap, t->heap);
+	vd__shm_free(heap, t->port_ref);
+	vd__shm_free(heap, t->port_eph);
+	vd__shm_free(heap, t);
 }
 
 void vd__tcp_stats(const struct vd__tcp *t, struct vd__tcp_stats *out)
 {
 	*out = t->st;
+}
+
+uint32_t vd__tcp_closing(const struct vd__tcp *t)
+{
+	uint32_t n = 0;
+	for (const struct vd__tcb *c = t->all; c; c = c->all_next)
+		if (c->closed_by_user && c->state != TCPS_LISTEN && c->state != TCPS_FIN_WAIT_2 &&
+		    c->state != TCPS_TIME_WAIT && c->state != TCPS_CLOSED)
+			n++;
+	return n;
 }
 
 void vd__tcp_set_notify(struct vd__tcp *t, void (*fn)(void *ctx, struct vd__tcb *c), void *ctx)
@@ -197,7 +209,7 @@ struct vd__tcb *vd__tcp_alloc_tcb(struct vd__tcp *t)
 {
 	if (t->st.conns >= t->cfg.max_conns)
 		return NULL;
-	struct vd__tcb *c = calloc(1, sizeof(*c));
+	struct vd__tcb *c = vd__shm_calloc(t->cfg.heap, 1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->t = t;
@@ -289,7 +301,7 @@ void vd__tcp_free_tcb(struct vd__tcb *c)
 	vd__ring_free(&c->snd);
 	vd__ring_free(&c->rcv);
 	t->st.conns--;
-	free(c);
+	vd__shm_free(t->cfg.heap, c);
 }
 
 /* RFC 7323 2.3: the smallest shift that lets the 16-bit field cover the buffer (at least WS_BASE_BUF, so
@@ -322,10 +334,10 @@ int vd__tcb_init_conn(struct vd__tcb *c)
 {
 	struct vd__tcp *t = c->t;
 	c->rcv_wscale = vd__tcp_wscale_for(c->rcvbuf);
-	if (!c->snd.buf && vd__ring_init(&c->snd, c->sndbuf) < 0)
+	if (!c->snd.buf && vd__ring_init(&c->snd, c->t->cfg.heap, c->sndbuf) < 0)
 		return -ENOMEM;
 	/* one window-scale unit of slack: the advertised edge is rounded up to it (see vd__tcp_rcv_wnd) */
-	if (!c->rcv.buf && vd__ring_init(&c->rcv, c->rcvbuf + (1u << 14)) < 0)
+	if (!c->rcv.buf && vd__ring_init(&c->rcv, c->t->cfg.heap, c->rcvbuf + (1u << 14)) < 0)
 		return -ENOMEM;
 	c->rto = vd__tcp_initial_rto();
 	c->peer_mss = 536;   /* RFC 9293 3.7.1: without the option, 536 */

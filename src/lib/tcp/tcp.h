@@ -38,6 +38,7 @@ struct vd__tcp_cfg {
 	uint32_t rto_min_ms;     /* RFC 6298 2.4 says 1 s; 0: 200 (what Linux and most stacks use) */
 	uint32_t max_conns;      /* connections + listeners, bound on memory; 0: 65536 */
 	uint64_t secret;         /* ISN (RFC 6528) and SYN-cookie key; 0: from getrandom() */
+	struct vd__shmheap *heap; /* where the layer, tcbs and buffers live (lib/core/shmheap.h); NULL: malloc */
 };
 
 struct vd__tcp_stats {
@@ -72,6 +73,9 @@ void vd__tcp_input(struct vd__tcp *t, const void *ip, uint32_t len);
 uint64_t vd__tcp_poll(struct vd__tcp *t);
 
 void vd__tcp_stats(const struct vd__tcp *t, struct vd__tcp_stats *out);
+/* Connections closed by their user (vd__tcb_close) whose close is not done: our FIN not yet acknowledged
+ * (any state before FIN-WAIT-2 / TIME-WAIT / CLOSED). What a process must let finish before it exits. */
+uint32_t vd__tcp_closing(const struct vd__tcp *t);
 
 /*
  * Called (from inside vd__tcp_input/poll and the tcb calls) whenever a tcb's events may have changed, so

@@ -9,9 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-int vd__ring_init(struct tcp_ring *r, uint32_t cap)
+int vd__ring_init(struct tcp_ring *r, struct vd__shmheap *heap, uint32_t cap)
 {
-	r->buf = malloc(cap ? cap : 1);
+	r->heap = heap;
+	r->buf = vd__shm_alloc(heap, cap ? cap : 1);
 	if (!r->buf)
 		return -ENOMEM;
 	r->cap = cap;
@@ -22,7 +23,7 @@ int vd__ring_init(struct tcp_ring *r, uint32_t cap)
 
 void vd__ring_free(struct tcp_ring *r)
 {
-	free(r->buf);
+	vd__shm_free(r->heap, r->buf);
 	r->buf = NULL;
 	r->cap = r->head = r->len = 0;
 }
@@ -33,12 +34,12 @@ int vd__ring_resize(struct tcp_ring *r, uint32_t cap)
 {
 	if (cap < r->len)
 		return -EINVAL;
-	uint8_t *nb = malloc(cap ? cap : 1);
+	uint8_t *nb = vd__shm_alloc(r->heap, cap ? cap : 1);
 	if (!nb)
 		return -ENOMEM;
 	uint32_t keep = r->cap < cap ? r->cap : cap;
 	vd__ring_read(r, 0, nb, keep);
-	free(r->buf);
+	vd__shm_free(r->heap, r->buf);
 	r->buf = nb;
 	r->cap = cap;
 	r->head = 0;

@@ -30,6 +30,7 @@
 
 #include <stdint.h>
 
+#include "lib/core/shmheap.h"
 #include "tcp.h"
 
 #define TCP_HLEN 20u
@@ -73,6 +74,7 @@ enum tcp_state {
 
 struct tcp_ring {
 	uint8_t *buf;
+	struct vd__shmheap *heap;   /* where buf lives (NULL: malloc), from vd__ring_init */
 	uint32_t cap;   /* bytes the memory holds */
 	uint32_t head;  /* offset of the first byte */
 	uint32_t len;   /* bytes held (readable / queued) */
@@ -274,7 +276,7 @@ uint8_t vd__tcp_wscale_for(uint32_t rcvbuf);
 void vd__tcp_set_mss(struct vd__tcb *c);
 
 /* tcp_buf.c */
-int vd__ring_init(struct tcp_ring *r, uint32_t cap);
+int vd__ring_init(struct tcp_ring *r, struct vd__shmheap *heap, uint32_t cap);
 void vd__ring_free(struct tcp_ring *r);
 int vd__ring_resize(struct tcp_ring *r, uint32_t cap);
 void vd__ring_write(struct tcp_ring *r, uint32_t off, const void *src, uint32_t n);
