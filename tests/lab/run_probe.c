@@ -4,11 +4,16 @@
  * check the interposer's semantics against a peer; run without viaduct it checks the kernel, which keeps
  * the checks honest.
  *   run_probe server PORT        epoll echo server: viaduct listener + accepted sockets + a kernel pipe in
- *                                one epoll set (the pipe's byte stops it); runs until that or 60 s
+ *                                one epoll set (the pipe's byte stops it); runs until that or 60 s. A
+ *                                connection that sends "WATCH" is sent "EOF" whenever another ends.
  *   run_probe checks IP PORT     client checks against that server; prints "ok NAME"/"FAIL NAME ..."
- *   run_probe sink PORT          accepts one connection, counts bytes to EOF, prints "sink N"
+ *   run_probe sink PORT [MS]     accepts one connection, (waits MS,) counts bytes to EOF, prints "sink N"
  *   run_probe blast IP PORT N    sends N bytes, closes and exits at once (the data still queued in
  *                                the process must arrive all the same)
+ *   run_probe fork-blast IP PORT N   the same from a fork child, the parent exiting right after it
+ *   run_probe fork-accept PORT   a forked child accepts and echoes the first connection on the inherited
+ *                                listener, the parent the second; prints "fork-accept N"
+ *   run_probe echo-client IP PORT LEN   connects, checks the echo of LEN bytes, closes
  *   run_probe udp-echo PORT N    echoes N UDP datagrams, then exits
  *   run_probe udp-client IP PORT N   sends N datagrams of varying size, checks each echo
  * Exit status: number of failed checks (client modes), 0/1 (server modes).
@@ -65,7 +70,7 @@ static struct sockaddr_in addr_of(const char *ip, int port)
 static int server(int port)
 {
 	struct sockaddr_in a = addr_of(NULL, port);
-	int one = 1, ls, ep, pfd[2];
+	int one = 1, ls, ep, pfd[2], watch = -1;
 	struct epoll_event ev, evs[16];
 	double end = now_s() + 60;
 	char buf[65536];
@@ -100,6 +105,10 @@ static int server(int port)
 			}
 			ssize_t r = recv(fd, buf, sizeof(buf), 0);
 			if (r > 0) {
+				if (r == 5 && memcmp(buf, "WATCH", 5) == 0) {
+					watch = fd; /* told "EOF" when another connection ends */
+					continue;
+				}
 				if (r >= 4 && memcmp(buf, "STOP", 4) == 0) {
 					/* Through a pipe (kernel fd) in the same epoll set. */
 					if (write(pfd[1], "x", 1) != 1)
@@ -119,6 +128,10 @@ static int server(int port)
 					}
 				}
 			} else if (r == 0 || errno != EAGAIN) {
+				if (r == 0 && watch >= 0 && fd != watch)
+					send(watch, "EOF", 3, MSG_NOSIGNAL);
+				if (fd == watch)
+					watch = -1;
 				epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
 				close(fd);
 			}
@@ -314,22 +327,66 @@ static int checks(const char *ip, int port)
 	check(dup2(d, d2) == d2 && echo_once(d2, 1000) == 0, "dup2 echo", "");
 	close(d);
 
-	/* fork: the parent's socket is unusable in the child under viaduct, usable under the kernel; the
-	 * parent's keeps working either way. */
+	/*
+	 * fork: as with kernel sockets, the child uses the inherited socket (echo), its close and exit do not
+	 * close the parent's connection (the server, watching for EOFs on a second connection, reports
+	 * none), and the parent's close after that is the socket's last: the server sees EOF.
+	 */
+	int w = connect_to(ip, port);
+	check(w >= 0 && send(w, "WATCH", 5, 0) == 5, "fork: watcher connection", "");
+	usleep(100000); /* the server takes WATCH before the EOFs it is about */
+	int ac = connect_to(ip, port);
 	pid_t pid = fork();
 	if (pid == 0) {
-		ssize_t w = send(d2, "", 0, MSG_NOSIGNAL); /* zero bytes: harmless if it works */
-		int e = errno;
-		close(d2);
-		_exit(w == 0 ? 0 : e == ENOTSUP ? 3 : 4);
+		int e = echo_once(ac, 5000);
+		close(ac);
+		exit(e == 0 ? 0 : 3); /* exit(): the interposer's destructor leaves the stack */
 	}
 	int st = 0;
 	waitpid(pid, &st, 0);
-	/* RUN_PROBE_VIADUCT=1: the socket must be a viaduct one (ENOTSUP in the child, docs/design.md). */
-	int want = getenv("RUN_PROBE_VIADUCT") ? 3 : 0;
-	check(WIFEXITED(st) && WEXITSTATUS(st) == want, "fork: child's call on inherited socket",
-	      "unexpected child status");
-	check(echo_once(d2, 5000) == 0, "fork: parent's socket still works", "");
+	check(pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "fork: child echoes over the inherited socket",
+	      "child failed");
+	pid = fork();
+	if (pid == 0)
+		_exit(echo_once(ac, 3000) == 0 ? 0 : 3); /* _exit: no destructor; the stack detaches it */
+	waitpid(pid, &st, 0);
+	check(pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "fork: second child echoes, leaves by _exit", "");
+	p = (struct pollfd){ .fd = w, .events = POLLIN };
+	check(poll(&p, 1, 1500) == 0, "fork: children's close/exit do not close the parent's connection",
+	      "the server saw EOF");
+	check(echo_once(ac, 5000) == 0, "fork: parent's socket still works", "");
+	/* exec in a child: a failed exec keeps the child a user of the socket; a successful one leaves. */
+	pid = fork();
+	if (pid == 0) {
+		execl("/nonexistent/viaduct-probe", "x", (char *)NULL);
+		_exit(echo_once(ac, 2000) == 0 ? 0 : 3);
+	}
+	waitpid(pid, &st, 0);
+	check(pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "exec: failed exec, child echoes after", "");
+	pid = fork();
+	if (pid == 0) {
+		execl("/bin/true", "true", (char *)NULL);
+		_exit(4);
+	}
+	waitpid(pid, &st, 0);
+	check(pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "exec: child runs another program", "");
+	check(echo_once(ac, 5000) == 0, "exec: parent's socket still works after the child's exec", "");
+	/* vfork: the child closes its copy of the fd and execs; the parent's socket is untouched. */
+	pid = vfork();
+	if (pid == 0) {
+		close(ac);
+		execl("/bin/true", "true", (char *)NULL);
+		_exit(4);
+	}
+	waitpid(pid, &st, 0);
+	check(pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "vfork: child closes its fd, execs", "");
+	check(echo_once(ac, 5000) == 0, "vfork: parent's socket still works", "");
+	close(ac);
+	char eb[8] = "";
+	p = (struct pollfd){ .fd = w, .events = POLLIN };
+	check(poll(&p, 1, 5000) == 1 && recv(w, eb, 3, MSG_WAITALL) == 3 && memcmp(eb, "EOF", 3) == 0,
+	      "fork: parent's close (the last holder) -> the server sees EOF", "no EOF report");
+	close(w);
 
 	/* Non-blocking connect + poll for POLLOUT. */
 	struct sockaddr_in a = addr_of(ip, port);
@@ -374,7 +431,7 @@ static int checks(const char *ip, int port)
 
 /* ---- close, then exit ---- */
 
-static int sink(int port)
+static int sink(int port, int delay_ms)
 {
 	struct sockaddr_in a = addr_of(NULL, port);
 	int one = 1, ls = socket(AF_INET, SOCK_STREAM, 0), c;
@@ -390,21 +447,17 @@ static int sink(int port)
 	}
 	struct timeval tv = { 30, 0 };
 	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	usleep((useconds_t)delay_ms * 1000); /* a slow reader: the sender's data waits in its buffers */
 	while ((r = recv(c, buf, sizeof(buf), 0)) > 0)
 		total += r;
 	printf("sink %lld%s\n", total, r < 0 ? " (error)" : "");
 	return r < 0;
 }
 
-static int blast(const char *ip, int port, long long n)
+static int blast_on(int s, long long n)
 {
 	static char buf[1 << 16];
-	int s = connect_to(ip, port);
 
-	if (s < 0) {
-		perror("run_probe blast");
-		return 1;
-	}
 	memset(buf, 'b', sizeof(buf));
 	for (long long left = n; left > 0;) {
 		ssize_t w = send(s, buf, left < (long long)sizeof(buf) ? (size_t)left : sizeof(buf), 0);
@@ -414,6 +467,103 @@ static int blast(const char *ip, int port, long long n)
 	}
 	close(s);
 	return 0; /* exit() at once: whatever is still queued is the interposer's to deliver */
+}
+
+static int blast(const char *ip, int port, long long n)
+{
+	int s = connect_to(ip, port);
+
+	if (s < 0) {
+		perror("run_probe blast");
+		return 1;
+	}
+	return blast_on(s, n);
+}
+
+/*
+ * The same from a fork child: the parent closes its copy at once, the child sends n bytes, closes (the last
+ * holder) and exits while the parent still runs; then the parent exits too, the last process of the stack,
+ * with the child's close perhaps unfinished: the data must all arrive all the same.
+ */
+static int fork_blast(const char *ip, int port, long long n)
+{
+	int s = connect_to(ip, port), st = 0;
+
+	if (s < 0) {
+		perror("run_probe fork-blast");
+		return 1;
+	}
+	pid_t pid = fork();
+	if (pid == 0)
+		exit(blast_on(s, n));
+	close(s);
+	return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+}
+
+/* ---- fork and accept ---- */
+
+/* Echoes one accepted connection until EOF; 0 if anything was echoed. */
+static int echo_conn(int c)
+{
+	static char buf[1 << 16];
+	long long total = 0;
+	ssize_t r;
+
+	while ((r = recv(c, buf, sizeof(buf), 0)) > 0) {
+		for (ssize_t off = 0; off < r;) {
+			ssize_t w = send(c, buf + off, (size_t)(r - off), MSG_NOSIGNAL);
+			if (w <= 0)
+				return 1;
+			off += w;
+		}
+		total += r;
+	}
+	close(c);
+	return r == 0 && total > 0 ? 0 : 1;
+}
+
+/*
+ * A listening socket used across fork: a child accepts and echoes the first connection on the socket it
+ * inherited, then exits; the parent then accepts and echoes the second itself. Prints "fork-accept N"
+ * (connections echoed) and exits 0 if both were.
+ */
+static int fork_accept(int port)
+{
+	struct sockaddr_in a = addr_of(NULL, port);
+	int one = 1, ls = socket(AF_INET, SOCK_STREAM, 0), st = 0, good = 0;
+	struct timeval tv = { 30, 0 };
+
+	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(ls, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)); /* bounds accept (Linux applies it) */
+	if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(ls, 4) < 0) {
+		perror("run_probe fork-accept");
+		return 1;
+	}
+	printf("listening %d\n", port);
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int c = accept(ls, NULL, NULL);
+		exit(c >= 0 && echo_conn(c) == 0 ? 0 : 3);
+	}
+	if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		good++;
+	int c = accept(ls, NULL, NULL);
+	if (c >= 0 && echo_conn(c) == 0)
+		good++;
+	printf("fork-accept %d\n", good);
+	return good == 2 ? 0 : 1;
+}
+
+/* Connects, echoes len bytes, closes. */
+static int echo_client(const char *ip, int port, int len)
+{
+	int s = connect_to(ip, port);
+
+	check(s >= 0 && len <= (1 << 20) && echo_once(s, (size_t)len) == 0, "echo-client", "connect or echo failed");
+	if (s >= 0)
+		close(s);
+	return failures;
 }
 
 /* ---- UDP ---- */
@@ -471,15 +621,21 @@ int main(int argc, char **argv)
 		return server(atoi(argv[2]));
 	if (argc == 4 && strcmp(argv[1], "checks") == 0)
 		return checks(argv[2], atoi(argv[3]));
-	if (argc == 3 && strcmp(argv[1], "sink") == 0)
-		return sink(atoi(argv[2]));
+	if ((argc == 3 || argc == 4) && strcmp(argv[1], "sink") == 0)
+		return sink(atoi(argv[2]), argc == 4 ? atoi(argv[3]) : 0);
 	if (argc == 5 && strcmp(argv[1], "blast") == 0)
 		return blast(argv[2], atoi(argv[3]), atoll(argv[4]));
+	if (argc == 5 && strcmp(argv[1], "fork-blast") == 0)
+		return fork_blast(argv[2], atoi(argv[3]), atoll(argv[4]));
+	if (argc == 3 && strcmp(argv[1], "fork-accept") == 0)
+		return fork_accept(atoi(argv[2]));
+	if (argc == 5 && strcmp(argv[1], "echo-client") == 0)
+		return echo_client(argv[2], atoi(argv[3]), atoi(argv[4]));
 	if (argc == 4 && strcmp(argv[1], "udp-echo") == 0)
 		return udp_echo(atoi(argv[2]), atoi(argv[3]));
 	if (argc == 5 && strcmp(argv[1], "udp-client") == 0)
 		return udp_client(argv[2], atoi(argv[3]), atoi(argv[4]));
-	fprintf(stderr, "usage: run_probe server PORT | checks IP PORT | sink PORT | blast IP PORT N | udp-echo PORT N | "
-		"udp-client IP PORT N\n");
+	fprintf(stderr, "usage: run_probe server PORT | checks IP PORT | sink PORT [MS] | blast IP PORT N | fork-blast IP PORT N | fork-accept PORT | "
+		"echo-client IP PORT LEN | udp-echo PORT N | udp-client IP PORT N\n");
 	return 2;
 }

@@ -6,13 +6,18 @@
 #   a. fallback plumbing: no viaductd (curl, python3 through the interposer to a loopback server), and a
 #      loopback destination inside a lab host (kernel fallback counted in `viaduct stat --json`);
 #   b. tests/lab/run_probe: the interposer's semantics (blocking/non-blocking, poll/select/epoll mixed with
-#      kernel fds, EINTR, SO_RCVTIMEO, dup, fork, shutdown), viaduct <-> viaduct, UDP both ways;
+#      kernel fds, EINTR, SO_RCVTIMEO, dup, fork and exec with an inherited socket, shutdown), viaduct <->
+#      viaduct, UDP both ways;
 #   c. HTTP: python3 http.server and nginx (epoll, EPOLLET, sendfile) under viaduct, curl under viaduct and
 #      plain, a 20 MiB file checked by SHA-256; and curl under viaduct against a kernel server;
 #   d. redis-server + redis-cli (SET then GET returns the value) + redis-benchmark (N requests completed);
 #   e. iperf3 both directions (bytes received > 0, no error);
 #   f. TLS: openssl s_server -WWW, fetched with curl -k (SHA-256) and a handshake with openssl s_client;
-#   g. socat: a file through TCP (SHA-256), a UDP echo.
+#   g. socat: a file through TCP (SHA-256), a UDP echo;
+#   h. fork and exec with sockets: a listener used by a forked child (run_probe fork-accept), socat's
+#      forking echo server (concurrent clients, data checked), nginx with a master and 2 workers (many
+#      requests, SHA-256), redis BGSAVE (a fork child; the server serves on after it), python3
+#      socketserver.ForkingTCPServer, and socat forking + exec'ing cat per connection.
 # Programs under viaduct run with --no-fallback (except in a), so a kernel fallback would fail the check.
 # usage: tests/lab/test_run.sh [BUILD_DIR]
 set -uo pipefail
@@ -157,8 +162,7 @@ stop "$a3srv"
 bg "$tmp/b1srv.log" vr h0 "$P" server 7101
 b1srv=$LAST
 wait_port h1 $H0 7101
-timeout 60 "$V" lab exec --name "$LAB" h1 -- env RUN_PROBE_VIADUCT=1 "$V" run --no-fallback \
-	-- "$P" checks $H0 7101 >"$tmp/b1.log" 2>&1
+timeout 60 "$V" lab exec --name "$LAB" h1 -- "$V" run --no-fallback -- "$P" checks $H0 7101 >"$tmp/b1.log" 2>&1
 rc=$?
 for _ in $(seq 50); do kill -0 "$b1srv" 2>/dev/null || break; sleep 0.1; done
 if [ $rc -eq 0 ] && ! kill -0 "$b1srv" 2>/dev/null && [ "$(grep -c '^ok' "$tmp/b1.log")" -ge 30 ]; then
@@ -189,12 +193,27 @@ for i in 1 2 3; do
 done
 if [ $good -eq 3 ]; then ok "b4 close then exit at once: 3 x 3 MB all arrive (linger at exit)"
 else ko "b4 close then exit: $good/3" "$tmp/b4srv.log"; fi
+# b5: the same from a fork child (the last holder), its parent exiting right after it (the stack's last
+# process: it finishes the child's close before leaving), against a slow reader.
+good=0
+for i in 1 2 3; do
+	bg "$tmp/b5srv.log" vr h0 "$P" sink $((7110 + i)) 500   # reads after 0.5 s: the data waits in h1
+	b5srv=$LAST
+	wait_vport h0 tcp $((7110 + i))
+	timeout 30 "$V" lab exec --name "$LAB" h1 -- "$V" run --no-fallback -- "$P" fork-blast $H0 $((7110 + i)) 3000000 \
+		>"$tmp/b5cli.log" 2>&1
+	for _ in $(seq 100); do kill -0 "$b5srv" 2>/dev/null || break; sleep 0.1; done
+	grep -q "^sink 3000000$" "$tmp/b5srv.log" && good=$((good + 1))
+	stop "$b5srv"
+done
+if [ $good -eq 3 ]; then ok "b5 fork child sends, closes, exits; parent exits: 3 x 3 MB all arrive"
+else ko "b5 fork-blast: $good/3" "$tmp/b5srv.log"; fi
 for dir in "viaduct:kernel" "kernel:viaduct"; do
 	srv=${dir%%:*} cli=${dir##*:}
 	if [ "$srv" = viaduct ]; then bg "$tmp/b3srv.log" vr h0 "$P" udp-echo 7103 300
 	else bg "$tmp/b3srv.log" ex h0 "$P" udp-echo 7103 300; fi
 	b3srv=$LAST
-	for _ in $(seq 50); do grep -q listening "$tmp/b3srv.log" && break; sleep 0.1; done
+	for _ in $(seq 50); do grep -qs listening "$tmp/b3srv.log" && break; sleep 0.1; done
 	if [ "$cli" = viaduct ]; then timeout 60 "$V" lab exec --name "$LAB" h1 -- "$V" run --no-fallback -- "$P" udp-client $H0 7103 300 >"$tmp/b3.log" 2>&1
 	else timeout 60 "$V" lab exec --name "$LAB" h1 -- "$P" udp-client $H0 7103 300 >"$tmp/b3.log" 2>&1; fi
 	rc=$?
@@ -333,6 +352,183 @@ out=$(echo "$msg" | timeout 20 "$V" lab exec --name "$LAB" h1 -- "$V" run --no-f
 if [ "$out" = "$msg" ]; then ok "g2 socat UDP echo, both over viaduct"
 else ko "g2 socat UDP echo: '$out'" "$tmp/g2srv.log"; fi
 stop "$g2srv"
+
+# ---- h. fork and exec -----------------------------------------------------------------------------------
+# clients N PORT LEN: N concurrent run_probe echo-clients in h1 (odd ones over viaduct, even ones kernel);
+# prints how many passed.
+clients() {
+	local n=$1 port=$2 len=$3 i pids=() good=0
+	for i in $(seq "$n"); do
+		if [ $((i % 2)) -eq 1 ]; then
+			timeout 60 "$V" lab exec --name "$LAB" h1 -- "$V" run --no-fallback -- "$P" echo-client $H0 "$port" "$len" \
+				>"$tmp/cl$i.log" 2>&1 &
+		else
+			timeout 60 "$V" lab exec --name "$LAB" h1 -- "$P" echo-client $H0 "$port" "$len" >"$tmp/cl$i.log" 2>&1 &
+		fi
+		pids+=($!)
+	done
+	for i in "${!pids[@]}"; do wait "${pids[$i]}" && good=$((good + 1)); done
+	echo "$good"
+}
+
+bg "$tmp/h1srv.log" vr h0 "$P" fork-accept 7301
+h1srv=$LAST
+wait_vport h0 tcp 7301
+g1=$(clients 1 7301 300000)
+g2=$(clients 1 7301 300000)
+for _ in $(seq 100); do kill -0 "$h1srv" 2>/dev/null || break; sleep 0.1; done
+if [ "$g1$g2" = 11 ] && grep -q "^fork-accept 2$" "$tmp/h1srv.log"; then
+	ok "h1 fork: a child accepts and echoes on the inherited listener, then the parent on it"
+else ko "h1 fork-accept: clients $g1 $g2" "$tmp/h1srv.log"; fi
+stop "$h1srv"
+
+bg "$tmp/h2srv.log" vr h0 socat TCP4-LISTEN:7302,fork,reuseaddr PIPE
+h2srv=$LAST
+wait_vport h0 tcp 7302
+good=$(clients 8 7302 200000)
+if [ "$good" = 8 ] && kill -0 "$h2srv" 2>/dev/null && has_ep h0 "$h2srv"; then
+	ok "h2 socat forking echo server (fork per connection): 8 concurrent clients, 200 kB each echoed"
+else ko "h2 socat fork PIPE: $good/8" "$tmp/h2srv.log"; fi
+stop "$h2srv"
+
+mkdir -p "$tmp/nginx2"
+sed -e 's/^master_process off;/master_process on;/' -e 's/^worker_processes 1;/worker_processes 2;/' \
+	-e "s|$tmp/nginx/|$tmp/nginx2/|g" -e 's/listen 8082;/listen 8083;/' "$tmp/nginx/nginx.conf" >"$tmp/nginx2/nginx.conf"
+bg "$tmp/h3srv.log" vr h0 nginx -c "$tmp/nginx2/nginx.conf" -p "$tmp/nginx2"
+h3srv=$LAST
+wait_port h1 $H0 8083
+ngx_pids="$h3srv $(pgrep -P "$h3srv" | tr '\n' ' ')"   # the master and its workers
+workers=$(pgrep -P "$h3srv" | wc -l)
+good=0
+pids=()
+for i in 1 2 3 4; do
+	timeout 60 "$V" lab exec --name "$LAB" h1 -- "$V" run --no-fallback -- curl -sf -o "$tmp/h3.$i" \
+		http://$H0:8083/blob &
+	pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+for i in 1 2 3 4; do same "$tmp/h3.$i" "$tmp/www/blob" && good=$((good + 1)); done
+echo small >"$tmp/www/small"
+chmod a+r "$tmp/www/small"
+small=0
+for i in $(seq 30); do
+	[ "$(timeout 20 "$V" lab exec --name "$LAB" h1 -- curl -sf http://$H0:8083/small)" = small ] && small=$((small + 1))
+done
+if [ "$workers" = 2 ] && [ $good -eq 4 ] && [ $small -eq 30 ] && has_ep h0 "$h3srv"; then
+	ok "h3 nginx master + 2 workers (fork): 4 concurrent 20 MiB SHA-256 + 30 requests on new connections"
+else ko "h3 nginx master_process on: workers $workers, blobs $good/4, small $small/30" "$tmp/nginx2/error.log"; fi
+stop "$h3srv"
+
+# h3c: the same with daemon on: nginx opens its listener, then forks and its first process exits; the
+# daemon child carries on as the stack's only member and forks the workers.
+mkdir -p "$tmp/nginx3"
+sed -e 's/^daemon off;/daemon on;/' -e "s|$tmp/nginx2/|$tmp/nginx3/|g" -e 's/listen 8083;/listen 8084;/' \
+	"$tmp/nginx2/nginx.conf" >"$tmp/nginx3/nginx.conf"
+timeout 20 "$V" lab exec --name "$LAB" h0 -- "$V" run --no-fallback -- nginx -c "$tmp/nginx3/nginx.conf" -p "$tmp/nginx3"
+for _ in $(seq 50); do [ -s "$tmp/nginx3/nginx.pid" ] && break; sleep 0.1; done
+h3d=$(cat "$tmp/nginx3/nginx.pid" 2>/dev/null)
+[ -n "$h3d" ] && bg_pids+=("$h3d")
+wait_port h1 $H0 8084
+good=0
+for i in 1 2; do
+	rm -f "$tmp/h3c"
+	timeout 60 "$V" lab exec --name "$LAB" h1 -- "$V" run --no-fallback -- curl -sf -o "$tmp/h3c" http://$H0:8084/blob
+	same "$tmp/h3c" "$tmp/www/blob" && good=$((good + 1))
+done
+if [ -n "$h3d" ] && [ $good -eq 2 ]; then ok "h3c nginx daemon on (the listener's first process exits after fork): 2 x 20 MiB SHA-256"
+else ko "h3c nginx daemon on: $good/2" "$tmp/nginx3/error.log"; fi
+if [ -n "$h3d" ]; then
+	ngx_pids="$ngx_pids $h3d $(pgrep -P "$h3d" | tr '\n' ' ')"
+	stop "$h3d"
+fi
+sleep 0.5
+left=0
+for p in $ngx_pids; do kill -0 "$p" 2>/dev/null && { left=$((left + 1)); kill -9 "$p"; }; done
+[ "$left" = 0 ] && ok "h3b nginx stopped (both): no master or worker left" || ko "h3b nginx processes left: $left"
+
+bg "$tmp/h4.log" vr h0 redis-server --port 6391 --bind 0.0.0.0 --protected-mode no --save '' --appendonly no \
+	--daemonize no --dir "$tmp" --dbfilename h4.rdb
+h4srv=$LAST
+wait_port h1 $H0 6391
+rc4() { timeout 20 "$V" lab exec --name "$LAB" h1 -- "$V" run --no-fallback -- redis-cli -h $H0 -p 6391 "$@" 2>&1; }
+val="fork-$RANDOM"
+s1=$(rc4 SET k "$val")
+b1=$(rc4 BGSAVE)
+bg_ok=0
+for _ in $(seq 100); do
+	info=$(rc4 INFO persistence | tr -d '\r')
+	if echo "$info" | grep -q '^rdb_bgsave_in_progress:0' && echo "$info" | grep -q '^rdb_last_bgsave_status:ok' &&
+		[ -s "$tmp/h4.rdb" ]; then bg_ok=1; break; fi
+	sleep 0.1
+done
+s2=$(rc4 SET k2 after)
+g4=$(rc4 GET k)
+g5=$(rc4 GET k2)
+if [ "$s1" = OK ] && [[ "$b1" == "Background saving started" ]] && [ $bg_ok = 1 ] && [ "$s2" = OK ] &&
+	[ "$g4" = "$val" ] && [ "$g5" = after ]; then
+	ok "h4 redis BGSAVE (fork child, RDB written), then SET/GET served over viaduct"
+else ko "h4 redis BGSAVE: '$s1' '$b1' saved=$bg_ok '$s2' '$g4' '$g5'" "$tmp/h4.log"; fi
+stop "$h4srv"
+
+cat >"$tmp/fork_echo.py" <<'PYEOF'
+import socketserver, sys
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        while True:
+            d = self.request.recv(65536)
+            if not d:
+                break
+            self.request.sendall(d)
+socketserver.ForkingTCPServer.allow_reuse_address = True
+with socketserver.ForkingTCPServer(('0.0.0.0', int(sys.argv[1])), Echo) as s:
+    print('listening', flush=True)
+    s.serve_forever()
+PYEOF
+bg "$tmp/h5srv.log" vr h0 "$PY" "$tmp/fork_echo.py" 7305
+h5srv=$LAST
+wait_vport h0 tcp 7305
+good=$(clients 6 7305 100000)
+if [ "$good" = 6 ] && kill -0 "$h5srv" 2>/dev/null; then
+	ok "h5 python3 socketserver.ForkingTCPServer: 6 concurrent clients echoed"
+else ko "h5 python3 ForkingTCPServer: $good/6" "$tmp/h5srv.log"; fi
+# h5b: a client that runs programs while connected: subprocess (vfork, closes the inherited fds before
+# exec) and os.system (posix_spawn); its socket works after each.
+timeout 60 "$V" lab exec --name "$LAB" h1 -- "$V" run --no-fallback -- "$PY" -c "
+import os, socket, subprocess, sys
+s = socket.create_connection(('$H0', 7305))
+def echo(n):
+    d = os.urandom(n); s.sendall(d); got = b''
+    while len(got) < n:
+        b = s.recv(65536)
+        if not b: sys.exit('EOF')
+        got += b
+    if got != d: sys.exit('mismatch')
+echo(50000)
+subprocess.run(['true'], check=True)
+echo(50000)
+assert os.popen('echo hi').read() == 'hi\n'
+echo(50000)
+assert os.system('true') == 0
+echo(50000)
+print('ok')" >"$tmp/h5b.log" 2>&1
+if [ "$(cat "$tmp/h5b.log")" = ok ]; then ok "h5b python3 client runs subprocess/popen/system while connected: echo works after each"
+else ko "h5b python3 subprocess while connected" "$tmp/h5b.log"; fi
+stop "$h5srv"
+
+# fork + exec per connection: socat's child forks again and execs cat (which gets the data through a
+# socketpair; the TCP socket stays with the socat child).
+bg "$tmp/h6srv.log" vr h0 socat TCP4-LISTEN:7306,fork,reuseaddr EXEC:cat
+h6srv=$LAST
+wait_vport h0 tcp 7306
+good=$(clients 4 7306 100000)
+if [ "$good" = 4 ] && kill -0 "$h6srv" 2>/dev/null; then
+	ok "h6 socat fork + EXEC:cat per connection: 4 concurrent clients echoed"
+else ko "h6 socat fork EXEC:cat: $good/4" "$tmp/h6srv.log"; fi
+stop "$h6srv"
+# Forked children end with their connection (or their master): none of them is left.
+sleep 1
+left=$(pgrep -f "TCP4-LISTEN:730|$tmp/fork_echo.py|fork-accept 7301" | wc -l)
+[ "$left" = 0 ] && ok "h7 no forked child left running" || ko "h7 $left forked processes still running"
 
 echo "$passed passed, $failed failed ($(( $(date +%s) - start )) s)"
 [ "$failed" -eq 0 ]

@@ -86,6 +86,27 @@ static struct ep *ep_create(int epfd)
 	return ep;
 }
 
+void vd__epoll_atfork(enum vd__fork_phase ph)
+{
+	/* Order: all_lock, then each instance's (as each_reg). */
+	if (ph == VD__FORK_PREPARE) {
+		pthread_mutex_lock(&all_lock);
+		for (struct ep *ep = all; ep; ep = ep->next)
+			pthread_mutex_lock(&ep->lock);
+		return;
+	}
+	for (struct ep *ep = all; ep; ep = ep->next) {
+		if (ph == VD__FORK_PARENT)
+			pthread_mutex_unlock(&ep->lock);
+		else
+			pthread_mutex_init(&ep->lock, NULL);
+	}
+	if (ph == VD__FORK_PARENT)
+		pthread_mutex_unlock(&all_lock);
+	else
+		pthread_mutex_init(&all_lock, NULL);
+}
+
 void vd__epoll_close(int fd)
 {
 	struct ep *ep = ep_get(fd), **pp;
@@ -295,7 +316,6 @@ VD__EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeo
 		uint32_t sgen = 0;
 
 		if (st) {
-			vd__linger_poll(st, false);
 			vd__enter();
 			vd_stack_progress(st);
 			/* Each socket's events in collect() progress the stack again: see vd__sleep's stack_gen. */

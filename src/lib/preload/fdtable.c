@@ -57,9 +57,9 @@ static void release(struct vd__psock *ps)
 {
 	struct vd_stack *st = vd__stack_if_open();
 
-	/* An orphan's handle belongs to the parent's stack, which this process must not touch. */
+	/* An orphan's handle belongs to a stack this process must not touch (stack.c). */
 	if (st && !atomic_load(&ps->orphan))
-		vd__linger_close(st, ps->h, ps->type);
+		vd__sock_release(st, ps->h);
 	pthread_mutex_lock(&lock);
 	ps->next_free = free_list;
 	free_list = ps;
@@ -153,10 +153,14 @@ void vd__fd_orphan_all(void)
 	}
 }
 
-void vd__fd_atfork_child(void)
+void vd__fd_atfork(enum vd__fork_phase ph)
 {
-	/* Another thread of the parent may have held the lock at fork(); it does not exist here. */
-	pthread_mutex_init(&lock, NULL);
+	if (ph == VD__FORK_PREPARE)
+		pthread_mutex_lock(&lock);
+	else if (ph == VD__FORK_PARENT)
+		pthread_mutex_unlock(&lock);
+	else
+		pthread_mutex_init(&lock, NULL); /* in a fork the wrapper did not see, another thread may hold it */
 }
 
 void vd__fb_count(enum vd__fb what)

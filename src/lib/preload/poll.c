@@ -63,7 +63,6 @@ static int poll_mixed(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset
 
 		ready = 0;
 		if (st) {
-			vd__linger_poll(st, false);
 			vd__enter();
 			vd_stack_progress(st);
 			/* Each socket's events below progress the stack again: see vd__sleep's stack_gen. */

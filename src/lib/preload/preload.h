@@ -4,8 +4,9 @@
  * viaduct run"). Shared declarations of its files, each with one job:
  *   real.c      the libc functions it wraps, resolved once with dlsym(RTLD_NEXT), and the re-entry guard
  *   fdtable.c   kernel fd number -> viaduct socket (refcounted across dup), fallback counters
- *   stack.c     the process's one vd_stack, opened lazily; fork handling; waiting for a socket's events
+ *   stack.c     the process's one vd_stack, opened lazily; a fork child's side; waiting for events
  *   signals.c   sigaction/signal wrappers that count deliveries, so spin loops can return EINTR
+ *   procs.c     fork/vfork (the child joins the process-shared stack) and the exec family (leaves it)
  *   sock_calls.c socket/bind/listen/accept/connect/shutdown/close/sockopt/name/fcntl/ioctl/dup
  *   io_calls.c  send/recv families, read/write/readv/writev, sendfile on mapped fds
  *   poll.c      poll/ppoll/select/pselect over mixed viaduct and kernel fds
@@ -77,6 +78,12 @@ struct vd__real {
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
+	pid_t (*fork)(void);
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execv)(const char *, char *const[]);
+	int (*execvp)(const char *, char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*fexecve)(int, char *const[], char *const[]);
 };
 extern struct vd__real vd__real;
 
@@ -121,7 +128,7 @@ struct vd__psock {
 	int refs;                   /* fds mapped to it (dup); under the table lock */
 	enum vd__ps_state state;
 	atomic_bool nonblock;       /* the program's O_NONBLOCK (shared by dups, like a file description's) */
-	atomic_bool orphan;         /* inherited across fork(): unusable in this process */
+	atomic_bool orphan;         /* inherited by a fork child that is no member of the stack: unusable */
 	atomic_uint eagain_gen;     /* bumped when an operation returns EAGAIN: re-arms EPOLLET */
 	int64_t rcvtimeo_us, sndtimeo_us; /* SO_RCVTIMEO / SO_SNDTIMEO; 0: none */
 	struct vd__psock *next_free;
@@ -139,14 +146,26 @@ void vd__fd_unmap_all(struct vd__psock *ps, void (*fn)(int fd));
 int vd__fd_map_new(int fd, int h, int type, bool nonblock);
 /* Maps newfd to the same psock as ps (dup); an earlier mapping of newfd is dropped first. */
 void vd__fd_map_dup(int newfd, struct vd__psock *ps);
-/* Drops fd's mapping; closes the viaduct socket when it was the last fd (unless orphaned). */
+/* Drops fd's mapping; lets go of the viaduct socket when it was the last fd (unless orphaned). */
 void vd__fd_unmap(int fd);
 /* Unmaps every fd (process exit): each viaduct socket whose last fd it was is closed. */
 void vd__fd_close_all(void);
-/* Marks every mapped psock orphaned (the child after fork). */
+/* Marks every mapped psock orphaned (a fork child that is no member of the stack). */
 void vd__fd_orphan_all(void);
-/* Re-initialises the table lock in a fork child. */
-void vd__fd_atfork_child(void);
+
+/*
+ * fork(): each file's process-local locks, taken by the fork wrapper before the stack's lock (procs.c has
+ * the order), released in the parent, re-initialised in the child.
+ */
+enum vd__fork_phase { VD__FORK_PREPARE, VD__FORK_PARENT, VD__FORK_CHILD };
+void vd__fd_atfork(enum vd__fork_phase ph);
+void vd__stack_atfork(enum vd__fork_phase ph);
+void vd__epoll_atfork(enum vd__fork_phase ph);
+void vd__sig_atfork(enum vd__fork_phase ph);
+/* True in the thread running the fork wrapper's fork (the atfork child handler, which runs in that thread,
+ * then leaves the child to the wrapper). Thread-local: a glibc-internal fork in another thread at the
+ * same time is not the wrapper's. */
+extern __thread bool vd__fork_wrapped __attribute__((tls_model("initial-exec")));
 
 /* Fallback counters (kernel took a socket or call that viaduct could have had). */
 enum vd__fb {
@@ -193,15 +212,17 @@ int vd__sleep(struct vd_stack *st, struct pollfd *kfds, nfds_t nk, int timeout_m
 	      unsigned (*gen_fn)(void), unsigned gen, uint32_t stack_gen);
 /* Prints "viaduct: MSG" once per process for the orphaned-socket case. */
 void vd__warn_orphan(int fd);
+/* Is this process the stack's member? False in a child that shares the parent's memory (clone with
+ * CLONE_VM) and must not act for it. */
+bool vd__stack_member(void);
+/* The child's side of the fork wrapper: slot >= 0 joins the stack (vd_stack_fork_child), else the child
+ * forgets it and its inherited viaduct sockets become orphans (slot is fork_prepare's error). */
+void vd__stack_fork_child(int slot);
 
 /* ---- linger.c ---- */
-/* The last fd of viaduct socket h was closed: close it as the kernel would (a stream finishes sending
- * and its FIN first, on the linger list). */
-void vd__linger_close(struct vd_stack *st, int h, int type);
-/* Closes the lingering streams that are done; rate-limited to once a millisecond unless force. Cheap
- * (one relaxed load) when none linger. */
-void vd__linger_poll(struct vd_stack *st, bool force);
-void vd__linger_atfork_child(void);
+/* The last fd of viaduct socket h in this process was closed: let go of it (vd_close). Process exit is
+ * linger.c's destructor. */
+void vd__sock_release(struct vd_stack *st, int h);
 
 /* ---- signals.c ---- */
 /* Counts deliveries of caught signals: all of them, and those whose handler lacks SA_RESTART. */

@@ -77,6 +77,12 @@ static void resolve(void)
 	RESOLVE(epoll_wait);
 	RESOLVE(epoll_pwait);
 	RESOLVE(sigaction);
+	RESOLVE(fork);
+	RESOLVE(execve);
+	RESOLVE(execv);
+	RESOLVE(execvp);
+	RESOLVE(execvpe);
+	RESOLVE(fexecve);
 	atomic_store_explicit(&vd__preload_ready, true, memory_order_release);
 }
 

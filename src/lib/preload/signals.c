@@ -104,6 +104,16 @@ VD__EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction 
 	return r;
 }
 
+void vd__sig_atfork(enum vd__fork_phase ph)
+{
+	if (ph == VD__FORK_PREPARE)
+		pthread_mutex_lock(&lock);
+	else if (ph == VD__FORK_PARENT)
+		pthread_mutex_unlock(&lock);
+	else
+		pthread_mutex_init(&lock, NULL);
+}
+
 /* glibc's signal(): BSD semantics (SA_RESTART, the signal blocked in its handler). Its own signal()
  * calls sigaction internally, past our wrapper, so it is wrapped too. */
 VD__EXPORT sighandler_t signal(int sig, sighandler_t handler)

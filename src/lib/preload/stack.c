@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The process's one viaduct stack: opened lazily on the first AF_INET socket viaduct takes (a program
- * that never opens one never talks to viaductd), the environment knobs, fork handling, and the wait loops
- * of blocking calls.
+ * that never opens one never talks to viaductd), the environment knobs, the child's side of fork (procs.c
+ * has the wrappers), and the wait loops of blocking calls.
  *
- * fork(): the child must not touch the parent's stack: its UMEM and rings are MAP_SHARED, so both
- * processes would produce into the same rings. The child forgets the stack (opening its own on its first
- * new socket) and the viaduct sockets it inherited become orphans: every call on them fails with ENOTSUP
- * and one explanatory line on stderr; close() works (it only drops the child's fd).
+ * fork(): a child made through the fork wrapper becomes a member of the stack (it is process-shared) and
+ * keeps its sockets. A child that got no member slot, or was made by a fork the wrapper does not see
+ * (glibc's daemon(), forkpty()), must not touch the stack: its UMEM and rings are shared, so it would
+ * produce into the parent's rings behind the shared state's back. It forgets the stack (opening its own
+ * on its first new socket) and the viaduct sockets it inherited become orphans: every call on them fails
+ * with ENOTSUP and one explanatory line on stderr; close() works (it only drops the child's fd).
  */
 #include <pthread.h>
 #include <sched.h>
@@ -25,6 +27,8 @@ static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct vd_stack *_Atomic stack;
 static atomic_bool stack_failed;
 static atomic_bool orphan_warned;
+static const char *orphan_why;           /* why this process's inherited sockets are orphans */
+static _Atomic pid_t member_pid;         /* the pid that is a member of the stack (see vd__stack_member) */
 static bool no_fallback, quiet;
 static int spin_us = 100;
 #define VD__MT_SLEEP_MS 10
@@ -37,18 +41,76 @@ static bool env_true(const char *name)
 	return v && *v && strcmp(v, "0") != 0;
 }
 
-static void atfork_child(void)
+/* Process-local state of a fork child, whichever way it was made. */
+static void child_reset(void)
 {
-	vd__fd_atfork_child();
-	pthread_mutex_init(&open_lock, NULL);
+	atomic_store(&sleepers_seen, 0);   /* the child has one thread: the one that forked */
+	sleeper_counted = false;
+}
+
+/* The child must not use the stack (see the top of the file). */
+static void child_orphan(const char *why)
+{
+	struct vd_stack *st = atomic_load(&stack);
+
+	child_reset();
+	if (!st)
+		return;
 	vd__fd_orphan_all();
-	vd__linger_atfork_child();
-	/* Forget, do not close: closing would reset the parent's connections through shared memory. */
+	orphan_why = why;
+	atomic_store(&orphan_warned, false);
+	/* Forget, do not close: closing would let go of the parent's sockets in the shared state. */
+	vd__enter();
+	vd_stack_forget(st);
+	vd__leave();
 	atomic_store(&stack, NULL);
 	atomic_store(&stack_failed, false);
-	atomic_store(&orphan_warned, false);
-	atomic_store(&sleepers_seen, 0);
-	sleeper_counted = false;
+}
+
+void vd__stack_fork_child(int slot)
+{
+	struct vd_stack *st = atomic_load(&stack);
+
+	if (st && slot >= 0) {
+		child_reset();
+		vd__enter();
+		vd_stack_fork_child(st, slot);
+		vd__leave();
+		atomic_store(&member_pid, getpid());
+		return;
+	}
+	child_orphan(slot == -EAGAIN ? "the stack already has its maximum of processes"
+				     : "it could not be shared with the child");
+}
+
+/* A fork past the wrapper (glibc-internal: daemon(), forkpty()): the locks may have been held by threads
+ * that do not exist in the child, so they are re-initialised; the child gets no member slot. */
+static void atfork_child(void)
+{
+	if (vd__fork_wrapped)
+		return; /* the wrapper does the child's side (procs.c) */
+	vd__stack_atfork(VD__FORK_CHILD);
+	vd__fd_atfork(VD__FORK_CHILD);
+	vd__epoll_atfork(VD__FORK_CHILD);
+	vd__sig_atfork(VD__FORK_CHILD);
+	child_orphan("it was made by a fork() viaduct does not see (daemon(), forkpty())");
+}
+
+void vd__stack_atfork(enum vd__fork_phase ph)
+{
+	if (ph == VD__FORK_PREPARE)
+		pthread_mutex_lock(&open_lock);
+	else if (ph == VD__FORK_PARENT)
+		pthread_mutex_unlock(&open_lock);
+	else
+		pthread_mutex_init(&open_lock, NULL);
+}
+
+bool vd__stack_member(void)
+{
+	/* A child that runs in the parent's memory (clone(CLONE_VM), glibc's posix_spawn) sees the parent's
+	 * member_pid but is not a member: its calls must not act for the parent. */
+	return atomic_load_explicit(&member_pid, memory_order_relaxed) == getpid();
 }
 
 __attribute__((constructor)) static void stack_ctor(void)
@@ -123,6 +185,7 @@ struct vd_stack *vd__stack(void)
 						    : "sockets use the kernel");
 			}
 		} else {
+			atomic_store(&member_pid, getpid());
 			atomic_store_explicit(&stack, st, memory_order_release);
 			vd__fb_publish(); /* the fallbacks counted before the stack existed */
 		}
@@ -149,8 +212,8 @@ void vd__warn_orphan(int fd)
 {
 	if (!quiet && !atomic_exchange(&orphan_warned, true))
 		fprintf(stderr,
-			"viaduct: fd %d is a viaduct socket of the parent process; viaduct sockets do not cross "
-			"fork() (calls on it fail with ENOTSUP)\n", fd);
+			"viaduct: fd %d is a viaduct socket inherited across fork(), which this process cannot use "
+			"because %s (calls on it fail with ENOTSUP)\n", fd, orphan_why ? orphan_why : "of its fork");
 }
 
 int vd__sleep(struct vd_stack *st, struct pollfd *kfds, nfds_t nk, int timeout_ms, const sigset_t *mask,
@@ -230,14 +293,6 @@ int vd__wait_sock(struct vd__psock *ps, short events, int64_t timeout_us)
 		int64_t now;
 		uint32_t sgen;
 
-		/*
-		 * The linger pass first: it progresses the stack too (each lingering socket's state is asked
-		 * for), so run after the readiness check it could consume the frames that make ps ready - the
-		 * SYN-ACK of a blocking connect, say - and the sleep below, which only wakes for new frames,
-		 * would then last until the next timer (the SYN's 1 s RTO: one connect in a few took 1 s).
-		 * The readiness check must be the last look at the stack before sleeping.
-		 */
-		vd__linger_poll(st, false);
 		vd__enter();
 		vd_stack_progress(st);
 		sgen = vd_stack_gen(st);
