@@ -118,6 +118,10 @@ int vd__wire_decode_pull_reply(const uint8_t *body, size_t body_len, struct vd__
 size_t vd__wire_put_hdr(uint8_t *buf, const struct vd__whdr *h);
 /* Computes and stores the checksum once the whole frame (header + body, len bytes) is written. */
 void vd__wire_seal(uint8_t *frame, size_t len);
+/* Copies len bytes to dst and returns their partial sum (vd__csum_partial's), for vd__wire_seal_body. */
+uint32_t vd__wire_copy_sum(void *dst, const void *src, size_t len);
+/* vd__wire_seal for a frame whose body, from the even offset hdr_len on, sums to body_sum. */
+void vd__wire_seal_body(uint8_t *frame, size_t hdr_len, uint32_t body_sum);
 size_t vd__wire_put_eager(uint8_t *buf, uint8_t flags, uint32_t send_id, uint64_t match, uint32_t msg_len,
 			  uint32_t offset, uint16_t data_len); /* header only: data follows */
 size_t vd__wire_put_rndv(uint8_t *buf, uint32_t send_id, uint64_t match, uint64_t msg_len,
