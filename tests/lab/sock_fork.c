@@ -78,6 +78,21 @@ static int parse_addr(const char *s, struct sockaddr_in *a)
 	return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
 }
 
+/* A connected stream socket to "IP:PORT", or -1 (said on stderr). */
+static int connect_to(struct vd_stack *st, const char *to)
+{
+	struct sockaddr_in a;
+	if (parse_addr(to, &a) < 0)
+		return -1;
+	int s = vd_socket(st, AF_INET, SOCK_STREAM, 0);
+	int rc = s < 0 ? s : vd_connect(st, s, (struct sockaddr *)&a, sizeof(a));
+	if (rc < 0) {
+		fprintf(stderr, "connect: %s\n", strerror(-rc));
+		return -1;
+	}
+	return s;
+}
+
 static void set_rcvtimeo(struct vd_stack *st, int s, int ms)
 {
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
@@ -178,15 +193,9 @@ static int linger(struct vd_stack *st, int ms)
 
 static int run_share(struct vd_stack *st, const char *to)
 {
-	struct sockaddr_in a;
-	if (parse_addr(to, &a) < 0)
+	int s = connect_to(st, to);
+	if (s < 0)
 		return 2;
-	int s = vd_socket(st, AF_INET, SOCK_STREAM, 0);
-	int rc = s < 0 ? s : vd_connect(st, s, (struct sockaddr *)&a, sizeof(a));
-	if (rc < 0) {
-		fprintf(stderr, "connect: %s\n", strerror(-rc));
-		return 2;
-	}
 	int one = 1;
 	(void)vd_setsockopt(st, s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	set_rcvtimeo(st, s, 3000);
@@ -273,15 +282,9 @@ static int run_share(struct vd_stack *st, const char *to)
  */
 static int run_exec(struct vd_stack *st, const char *to)
 {
-	struct sockaddr_in a;
-	if (parse_addr(to, &a) < 0)
+	int s = connect_to(st, to);
+	if (s < 0)
 		return 2;
-	int s = vd_socket(st, AF_INET, SOCK_STREAM, 0);
-	int rc = s < 0 ? s : vd_connect(st, s, (struct sockaddr *)&a, sizeof(a));
-	if (rc < 0) {
-		fprintf(stderr, "connect: %s\n", strerror(-rc));
-		return 2;
-	}
 	set_rcvtimeo(st, s, 3000);
 	pid_t pid = fork_stack(st);
 	if (pid == 0) {

@@ -33,6 +33,18 @@ static uint32_t pow2_at_least(uint32_t v)
 	return p;
 }
 
+/* Frees the engine's tables and t itself (each may be NULL: a vd__tcp_new that failed half-way). */
+static void tables_free(struct vd__tcp *t)
+{
+	struct vd__shmheap *heap = t->cfg.heap;
+	vd__shm_free(heap, t->hash);
+	vd__shm_free(heap, t->bind);
+	vd__shm_free(heap, t->heap);
+	vd__shm_free(heap, t->port_ref);
+	vd__shm_free(heap, t->port_eph);
+	vd__shm_free(heap, t);
+}
+
 int vd__tcp_new(struct vd__tcp **out, struct vd_nic *nic, const struct vd__tcp_cfg *cfg)
 {
 	struct vd__shmheap *heap = cfg ? cfg->heap : NULL;
@@ -85,12 +97,7 @@ int vd__tcp_new(struct vd__tcp **out, struct vd_nic *nic, const struct vd__tcp_c
 	t->port_ref = vd__shm_calloc(heap, 65536, sizeof(*t->port_ref));
 	t->port_eph = vd__shm_calloc(heap, 65536 / 8, 1);
 	if (!t->hash || !t->bind || !t->heap || !t->port_ref || !t->port_eph) {
-		vd__shm_free(heap, t->hash);
-		vd__shm_free(heap, t->bind);
-		vd__shm_free(heap, t->heap);
-		vd__shm_free(heap, t->port_ref);
-		vd__shm_free(heap, t->port_eph);
-		vd__shm_free(heap, t);
+		tables_free(t);
 		return -ENOMEM;
 	}
 	vd__tcp_clock(t);
@@ -130,13 +137,7 @@ void vd__tcp_free(struct vd__tcp *t)
 		t->port_eph[i / 8] &= (uint8_t)~(1u << (i % 8));   /* a duplicate entry is then stale */
 		vd_nic_port_del(t->nic, IPPROTO_TCP, p, 0);
 	}
-	struct vd__shmheap *heap = t->cfg.heap;
-	vd__shm_free(heap, t->hash);
-	vd__shm_free(heap, t->bind);
-	vd__shm_free(heap, t->heap);
-	vd__shm_free(heap, t->port_ref);
-	vd__shm_free(heap, t->port_eph);
-	vd__shm_free(heap, t);
+	tables_free(t);
 }
 
 void vd__tcp_stats(const struct vd__tcp *t, struct vd__tcp_stats *out)
