@@ -386,6 +386,50 @@ TEST(simultaneous_close)
 	}
 }
 
+/*
+ * Simultaneous close of a connection the application closed, on an ephemeral port: the peer's FIN (not
+ * acknowledging ours) and its ACK of our FIN arrive in one burst, so the connection goes FIN-WAIT-1 ->
+ * CLOSING -> TIME-WAIT, and TIME-WAIT goes to viaductd (the tcb is freed) before any output pass. The
+ * ACK of the peer's FIN must still be sent: without it the peer retransmits its FIN into the hold,
+ * which drops it, and stays in CLOSING (RFC 9293 3.6 figure 13).
+ */
+TEST(simultaneous_close_handoff)
+{
+	struct th h;
+	static struct th_conn c;
+	struct th_seg r, fin, ack;
+	struct th_synopt o = th_synopt_all();
+	struct vd__tcp_cfg cfg = th_cfg();
+	cfg.time_wait_ms = 5000;
+	REQUIRE(th_open(&h, &cfg, 63) == 0);
+	REQUIRE(th_active_open(&h, &c, 5063, &o) == 0);
+	vd__tcb_close(c.tcb);
+	REQUIRE(th_recv(&h, &r));
+	REQUIRE(r.flags & TH_FIN);
+	uint32_t efin = r.seq;
+	th_seg_init(&c, &fin, TH_FIN | TH_ACK);
+	fin.ack = efin; /* sent before the engine's FIN arrived */
+	c.ts_val++;
+	c.snd_nxt++;
+	c.rcv_nxt = efin + 1;
+	c.fin_rcvd = 1;
+	th_seg_init(&c, &ack, TH_ACK);
+	c.ts_val++;
+	/* both in one burst: no engine poll between them */
+	uint8_t pkt[2][60 + 40 + TH_MAX_DATA];
+	size_t n0 = th_build(&h, &fin, pkt[0]), n1 = th_build(&h, &ack, pkt[1]);
+	struct vd_addr to = { .ip = htonl(TH_ENG_IP) };
+	REQUIRE(vd_nic_send(h.pnic, &to, pkt[0], n0) == 0);
+	REQUIRE(vd_nic_send(h.pnic, &to, pkt[1], n1) == 0);
+	th_pump(&h);
+	REQUIRE(th_recv_within(&h, &r, 600 * TH_MS));
+	CHECK(r.flags & TH_ACK);
+	CHECK_EQ(r.ack, c.snd_nxt); /* the peer's FIN is acknowledged */
+	th_drain(&h);
+	CHECK_EQ(th_stats(&h).conns, 0); /* TIME-WAIT went to viaductd */
+	CHECK_EQ(th_close(&h), 0);
+}
+
 TEST_MAIN(T(peer_half_close), T(engine_half_close), T(time_wait_duration), T(time_wait_handoff_ephemeral),
 	  T(abortive_close), T(keepalive), T(fin_out_of_order),
-	  T(free_resets_connections), T(simultaneous_close))
+	  T(free_resets_connections), T(simultaneous_close), T(simultaneous_close_handoff))

@@ -25,6 +25,15 @@
 void vd__sock_release(struct vd_stack *st, int h)
 {
 	vd__enter();
+	/*
+	 * First take in what has arrived, as the kernel has by the time close() runs (its softirq does not
+	 * wait for the process). A server that accepts and closes at once would otherwise send its FIN
+	 * before seeing the peer's, already waiting in the ring: a simultaneous close (RFC 9293 3.6) instead
+	 * of CLOSE-WAIT/LAST-ACK, which leaves it a TIME-WAIT per connection and costs both sides a round
+	 * trip more. And whether close() aborts (unread data, RFC 2525 2.17) is decided on the data that
+	 * arrived before it, as with the kernel.
+	 */
+	vd_stack_progress(st);
 	vd_close(st, h);
 	vd__leave();
 }

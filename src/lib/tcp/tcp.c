@@ -373,12 +373,34 @@ int vd__tcp_drop(struct vd__tcb *c, int err)
 	return 0;
 }
 
+/*
+ * A TIME-WAIT connection nobody holds only answers a retransmitted FIN with an ACK (RFC 9293 3.10.7.4):
+ * its send ring is empty (our FIN was acknowledged) and nobody will read its receive ring. The rings
+ * (about half a MiB at the default buffer sizes) go back to the heap now rather than after 2 MSL: a
+ * server that closes first, or a simultaneous close, keeps one TIME-WAIT per connection, and at a few
+ * thousand connections a second their rings would exhaust the stack's heap (new connections then fail),
+ * where the kernel keeps only a small timewait socket.
+ */
+void vd__tcp_tw_trim(struct vd__tcb *c)
+{
+	vd__ring_free(&c->snd);
+	vd__ring_free(&c->rcv);
+}
+
 int vd__tcp_enter_time_wait(struct vd__tcb *c)
 {
 	struct vd__tcp *t = c->t;
 	c->state = TCPS_TIME_WAIT;
 	c->t_rto = c->t_persist = c->t_keep = c->t_delack = c->t_tlp = 0;
 	if (c->closed_by_user && c->ephemeral && c->owns_port && vd__tcp_port_refs(t, c->lport) == 1) {
+		/*
+		 * An ACK still owed goes out before the tcb does: after a simultaneous close (RFC 9293 3.6 figure
+		 * 13) the peer's FIN moved us to CLOSING and the ACK of ours, often in the same burst, moves us
+		 * here before the output pass would have acknowledged that FIN. Unacknowledged, the peer would
+		 * retransmit it into the hold below (dropped) until it gives up.
+		 */
+		if (c->ack_now)
+			vd__tcp_send_ctl(c, TH_ACK);
 		/* contract (tcp.h): the TIME-WAIT of an ephemeral port the application closed belongs to viaductd,
 		 * which keeps the port for 2 MSL (RFC 9293 3.6.1) */
 		vd__tcp_port_put(t, c->lport, t->cfg.time_wait_ms);
@@ -386,6 +408,8 @@ int vd__tcp_enter_time_wait(struct vd__tcb *c)
 		vd__tcp_free_tcb(c);
 		return 1;
 	}
+	if (c->closed_by_user)
+		vd__tcp_tw_trim(c);
 	/* RFC 9293 3.10.7.4: TIME-WAIT lasts 2 MSL (cfg.time_wait_ms is that whole period) */
 	c->t_2msl = t->now + (uint64_t)t->cfg.time_wait_ms * NS_PER_MS;
 	vd__tcp_timer_sched(c);

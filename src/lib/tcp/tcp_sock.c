@@ -298,6 +298,8 @@ void vd__tcb_close(struct vd__tcb *c)
 			vd__tcp_port_put(t, c->lport, left ? (uint32_t)left : 1);
 			c->owns_port = 0;
 			vd__tcp_free_tcb(c);
+		} else {
+			vd__tcp_tw_trim(c);
 		}
 		break;
 	default:
