@@ -40,7 +40,7 @@ struct vd_stack_opts {
 	uint32_t sndbuf, rcvbuf;   /* TCP default buffers, bytes; 0: 256 KiB each */
 	int spin_us;               /* blocking calls busy-poll this long before sleeping; 0: 100; < 0: never sleep */
 	uint64_t secret;           /* TCP ISN / SYN-cookie key; 0: random (set it on sim for replayable tests) */
-	size_t heap_bytes;         /* address space reserved for the stack's shared heap; 0: 1 GiB (memory is
+	size_t heap_bytes;         /* address space reserved for the stack's shared heap; 0: 16 GiB (memory is
 	                            * only used as touched) */
 };
 

@@ -30,7 +30,13 @@
 
 #define RX_ROUNDS 4u              /* bursts per progress pass: bounds the time one pass takes */
 #define COND_WAIT_CAP_NS 10000000ull   /* a cond waiter rechecks at least every 10 ms */
-#define DEFAULT_HEAP_BYTES (1ull << 30) /* address space only: MAP_NORESERVE, used as touched */
+/*
+ * Address space only (MAP_NORESERVE: memory is used as touched). A connection's buffers take about half a
+ * MiB at the default sizes, so 16 GiB lets a process (with its fork children) hold some 30,000 connections;
+ * under strict overcommit (vm.overcommit_memory 2) such a mapping is refused and FALLBACK is tried.
+ */
+#define DEFAULT_HEAP_BYTES (16ull << 30)
+#define FALLBACK_HEAP_BYTES (1ull << 30)
 
 uint64_t vd__stack_now(const struct vd_stack *st)
 {
@@ -362,6 +368,8 @@ VD_API int vd_stack_open(struct vd_stack **out, const struct vd_stack_opts *opts
 	int rc;
 	if (opts->backend != VD_BACKEND_SIM) {
 		rc = vd__shm_create(&heap, opts->heap_bytes ? opts->heap_bytes : DEFAULT_HEAP_BYTES);
+		if (rc == -ENOMEM && !opts->heap_bytes)
+			rc = vd__shm_create(&heap, FALLBACK_HEAP_BYTES);
 		if (rc < 0)
 			return rc;
 	}
