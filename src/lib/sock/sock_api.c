@@ -668,7 +668,8 @@ VD_API int vd_getsockopt(struct vd_stack *st, int s, int level, int name, void *
 	return rc;
 }
 
-VD_API int vd_getsockname(struct vd_stack *st, int s, struct sockaddr *addr, socklen_t *len)
+/* getsockname (peer 0) and getpeername (peer 1). */
+static int sock_name(struct vd_stack *st, int s, struct sockaddr *addr, socklen_t *len, int peer)
 {
 	if (!addr || !len)
 		return -EFAULT;
@@ -678,9 +679,14 @@ VD_API int vd_getsockname(struct vd_stack *st, int s, struct sockaddr *addr, soc
 	int rc = 0;
 	if (sk->type == SOCK_STREAM) {
 		struct vd_addr a = { 0 };
-		rc = vd__tcb_local(sk->tcb, &a);
+		rc = peer ? vd__tcb_peer(sk->tcb, &a) : vd__tcb_local(sk->tcb, &a);
 		if (rc == 0)
 			put_sin(addr, len, a.ip, a.port);
+	} else if (peer) {
+		if (sk->udp.connected)
+			put_sin(addr, len, sk->udp.peer_ip, sk->udp.peer_port);
+		else
+			rc = -ENOTCONN;
 	} else {
 		/* Bound to INADDR_ANY reads as 0.0.0.0 until connected, then as the source address used. */
 		uint32_t ip = sk->udp.local_ip;
@@ -692,26 +698,14 @@ VD_API int vd_getsockname(struct vd_stack *st, int s, struct sockaddr *addr, soc
 	return rc;
 }
 
+VD_API int vd_getsockname(struct vd_stack *st, int s, struct sockaddr *addr, socklen_t *len)
+{
+	return sock_name(st, s, addr, len, 0);
+}
+
 VD_API int vd_getpeername(struct vd_stack *st, int s, struct sockaddr *addr, socklen_t *len)
 {
-	if (!addr || !len)
-		return -EFAULT;
-	struct vd_sock *sk = enter(st, s);
-	if (!sk)
-		return -EBADF;
-	int rc = 0;
-	if (sk->type == SOCK_STREAM) {
-		struct vd_addr a = { 0 };
-		rc = vd__tcb_peer(sk->tcb, &a);
-		if (rc == 0)
-			put_sin(addr, len, a.ip, a.port);
-	} else if (sk->udp.connected) {
-		put_sin(addr, len, sk->udp.peer_ip, sk->udp.peer_port);
-	} else {
-		rc = -ENOTCONN;
-	}
-	vd__stack_unlock(st);
-	return rc;
+	return sock_name(st, s, addr, len, 1);
 }
 
 VD_API int vd_set_nonblock(struct vd_stack *st, int s, int on)

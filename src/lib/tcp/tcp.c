@@ -114,13 +114,9 @@ void vd__tcp_free(struct vd__tcp *t)
 	vd__tcp_clock(t);
 	while (t->all) {
 		struct vd__tcb *c = t->all;
-		if (c->state == TCPS_TIME_WAIT && c->ephemeral && c->owns_port &&
-		    vd__tcp_port_refs(t, c->lport) == 1) {
-			/* hand the rest of TIME-WAIT to viaductd (contract: tcp.h) */
-			uint64_t left = c->t_2msl > t->now ? (c->t_2msl - t->now) / NS_PER_MS : 0;
-			vd__tcp_port_put(t, c->lport, left ? (uint32_t)left : 1);
-			c->owns_port = 0;
-		} else if (c->state >= TCPS_SYN_RCVD && c->state != TCPS_TIME_WAIT) {
+		if (c->state == TCPS_TIME_WAIT) {
+			(void)vd__tcp_tw_handoff(c);
+		} else if (c->state >= TCPS_SYN_RCVD) {
 			vd__tcp_send_ctl(c, TH_RST | TH_ACK);   /* RFC 9293 3.10.4 ABORT */
 			t->st.rst_out++;
 		}
@@ -385,6 +381,17 @@ void vd__tcp_tw_trim(struct vd__tcb *c)
 {
 	vd__ring_free(&c->snd);
 	vd__ring_free(&c->rcv);
+}
+
+int vd__tcp_tw_handoff(struct vd__tcb *c)
+{
+	struct vd__tcp *t = c->t;
+	if (!c->ephemeral || !c->owns_port || vd__tcp_port_refs(t, c->lport) != 1)
+		return 0;
+	uint64_t left = c->t_2msl > t->now ? (c->t_2msl - t->now) / NS_PER_MS : 0;
+	vd__tcp_port_put(t, c->lport, left ? (uint32_t)left : 1);
+	c->owns_port = 0;
+	return 1;
 }
 
 int vd__tcp_enter_time_wait(struct vd__tcb *c)

@@ -266,6 +266,9 @@ void vd__tcp_set_state(struct vd__tcb *c, int state);
 int vd__tcp_drop(struct vd__tcb *c, int err);
 /* TIME-WAIT entry (RFC 9293 3.10.7.4): hands an ephemeral port to viaductd when the user has closed. */
 int vd__tcp_enter_time_wait(struct vd__tcb *c);   /* 1: freed */
+/* A TIME-WAIT connection's ephemeral port that only it uses goes to viaductd with a hold for the rest of
+ * its 2 MSL (contract: tcp.h); 1 if it did (the port is no longer c's). */
+int vd__tcp_tw_handoff(struct vd__tcb *c);
 /* Gives a TIME-WAIT connection's buffers back (nobody holds it any more; see tcp.c). */
 void vd__tcp_tw_trim(struct vd__tcb *c);
 uint32_t vd__tcp_isn(struct vd__tcp *t, uint32_t lip, uint16_t lport, uint32_t rip, uint16_t rport);

@@ -293,14 +293,10 @@ void vd__tcb_close(struct vd__tcb *c)
 		}
 		break;
 	case TCPS_TIME_WAIT:
-		if (c->ephemeral && c->owns_port && vd__tcp_port_refs(t, c->lport) == 1) {
-			uint64_t left = c->t_2msl > t->now ? (c->t_2msl - t->now) / NS_PER_MS : 0;
-			vd__tcp_port_put(t, c->lport, left ? (uint32_t)left : 1);
-			c->owns_port = 0;
+		if (vd__tcp_tw_handoff(c))
 			vd__tcp_free_tcb(c);
-		} else {
+		else
 			vd__tcp_tw_trim(c);
-		}
 		break;
 	default:
 		break;
