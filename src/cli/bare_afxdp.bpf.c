@@ -2,6 +2,11 @@
 /*
  * XDP program of the bare-afxdp reference: UDP/IPv4 frames to the benchmark port go to the AF_XDP socket
  * of the queue they arrived on; everything else (ARP, ICMP, other ports) goes to the kernel.
+ *
+ * "xdp.frags" (BPF_F_XDP_HAS_FRAGS): the program accepts frames in several buffers, which a veth requires
+ * for native XDP above an MTU of about 3500, and which lets an XSK bound with XDP_USE_SG receive a frame
+ * larger than one UMEM chunk as a chain of descriptors. ctx->data..data_end covers the first buffer only;
+ * the headers read here always lie in it (a first buffer holds far more than 14 + 60 + 8 bytes).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -21,7 +26,7 @@ struct {
 /* Set by the loader before load (read-only afterwards): the benchmark's UDP port, network order. */
 const volatile __u16 bare_port_be = 0;
 
-SEC("xdp")
+SEC("xdp.frags")
 int bare_afxdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;

@@ -8,6 +8,19 @@
  *
  * UMEM: NUM_FRAMES chunks of FRAME_SIZE; the first half is lent to the kernel through the fill ring for
  * RX, the second half is the TX pool (a stack of free chunks refilled from the completion ring).
+ *
+ * Multi-buffer (XDP_USE_SG): the socket is bound with it where the kernel accepts it, so that frames larger
+ * than one chunk (MTU 9000) work; chunks cannot be larger than 4096 here (XDP_UMEM_REG refuses 16384).
+ * Such a frame is a chain of descriptors, one per chunk, XDP_PKT_CONTD set on all but the last:
+ *   RX  the kernel writes each buffer XDP_PACKET_HEADROOM (256) bytes into its chunk, so the pieces of a
+ *       frame are not contiguous in the UMEM. The receiver walks the chain, validates the headers (first
+ *       piece) against the frame's total length, and hands every chunk back to the fill ring; it never
+ *       copies the payload: a received payload is contiguous for its first piece only (the rest is read
+ *       in place when the payload is echoed, see held_frame()).
+ *   TX  the frame is written across as many chunks of the TX pool as it needs (each filled whole before
+ *       the next), one descriptor per chunk; the kernel completes each descriptor separately, so every
+ *       chunk comes back to the pool once, through the completion ring, like a one-chunk frame.
+ * Without XDP_USE_SG (the kernel refused it) a frame must fit one RX buffer and the payload is capped so.
  */
 #include <errno.h>
 #include <arpa/inet.h>
@@ -26,9 +39,27 @@
 #include "bare_afxdp.skel.h"
 #include "perf.h"
 
+/* linux/if_xdp.h of Linux >= 6.6; Debian 12's uapi header predates multi-buffer AF_XDP. */
+#ifndef XDP_USE_SG
+#define XDP_USE_SG (1 << 4)
+#endif
+#ifndef XDP_PKT_CONTD
+#define XDP_PKT_CONTD (1 << 0)
+#endif
+
 #define NUM_FRAMES 4096u
 #define FRAME_SIZE 4096u
 #define RING_SIZE 2048u /* = NUM_FRAMES / 2: the fill ring can always take back every RX chunk */
+/* Bytes of a frame one RX chunk holds: copy mode writes the data XDP_PACKET_HEADROOM into the chunk. */
+#define RX_ROOM (FRAME_SIZE - XDP_PACKET_HEADROOM)
+
+/* A frame returned by the last bare_rx(): its descriptors are still on the RX ring, not yet released. */
+struct rx_frame {
+	uint32_t idx;           /* ring index of its first descriptor */
+	uint32_t pieces;        /* descriptors (chunks) in its chain */
+	const uint8_t *payload; /* UDP payload, inside the first piece */
+	uint32_t len, head;     /* payload length; how much of it the first piece holds */
+};
 
 struct bare_tp {
 	struct vd__perf_tp tp;
@@ -39,10 +70,14 @@ struct bare_tp {
 	struct xsk_ring_prod fq, txr;
 	struct xsk_ring_cons cq, rxr;
 	int fd;
+	int sg; /* bound with XDP_USE_SG: frames may span several chunks */
 	uint8_t *area;
 	uint64_t tx_free[NUM_FRAMES - RING_SIZE];
 	unsigned ntx_free;
-	uint64_t rx_addr[VD_PERF_MAX_BURST];
+	/* The last bare_rx(): its frames, and the descriptors it took from the RX ring (all their pieces). */
+	struct rx_frame rx[VD_PERF_MAX_BURST];
+	unsigned nrx;
+	uint32_t rx_idx, rx_ndesc;
 
 	/* Who we talk to; the server learns it from each received frame. */
 	uint8_t my_mac[6], peer_mac[6];
@@ -96,8 +131,9 @@ static void build_tmpl(struct bare_tp *b, uint32_t len)
 
 static void kick_tx(struct bare_tp *b)
 {
-	/* Copy mode transmits only inside this syscall (at most 32 frames per call in the kernel's generic
-	 * xmit loop): the stream calls tx() continuously, so leftovers go out on the next call. */
+	/* Copy mode transmits only inside this syscall (at most 32 descriptors per call in the kernel's
+	 * generic xmit loop; a frame cut there is finished by the next call): the stream calls tx()
+	 * continuously, so leftovers go out on the next call. */
 	if (xsk_ring_prod__needs_wakeup(&b->txr))
 		sendto(b->fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
 }
@@ -107,99 +143,263 @@ static void reclaim_tx(struct bare_tp *b)
 	uint32_t idx;
 	unsigned n = xsk_ring_cons__peek(&b->cq, RING_SIZE, &idx);
 
+	/* One completion per descriptor, i.e. per chunk, whatever frame it belonged to. The pool cannot
+	 * overflow: it has room for every TX chunk and a chunk completes only once after each use. */
 	for (unsigned i = 0; i < n; i++)
 		b->tx_free[b->ntx_free++] = *xsk_ring_cons__comp_addr(&b->cq, idx + i);
+	/* release: store-release of the consumer index after the addresses were read (inside libxdp). */
 	if (n)
 		xsk_ring_cons__release(&b->cq, n);
+}
+
+/*
+ * The received frame whose payload starts at p, if it came in several pieces and is still held (between
+ * bare_rx() and bare_rx_done()): a caller echoing a payload hands back what bare_rx() gave it, and only
+ * its first piece is contiguous at p, so the rest is read from the other pieces in place.
+ */
+static const struct rx_frame *held_frame(const struct bare_tp *b, const void *p)
+{
+	for (unsigned i = 0; i < b->nrx; i++)
+		if (b->rx[i].payload == p && b->rx[i].pieces > 1)
+			return &b->rx[i];
+	return NULL;
+}
+
+/* Where the payload being written comes from: one buffer, or the pieces of a held received frame. */
+struct src {
+	const uint8_t *p;
+	uint32_t left;                 /* bytes left at p */
+	const struct bare_tp *b;       /* gather only: ... */
+	uint32_t next_idx, pieces_left; /* the RX descriptors of the pieces after the current one */
+};
+
+static void src_init(struct src *s, const struct bare_tp *b, const struct rx_frame *g, const uint8_t *payload,
+		     uint32_t len)
+{
+	s->b = b;
+	s->p = payload;
+	s->left = g ? g->head : len;
+	s->next_idx = g ? g->idx + 1 : 0;
+	s->pieces_left = g ? g->pieces - 1 : 0;
+}
+
+/* Moves to the next piece when the current one is used up; 0, or -1 if there is none. */
+static int src_refill(struct src *s)
+{
+	while (!s->left) {
+		const struct xdp_desc *d;
+
+		if (!s->pieces_left)
+			return -1;
+		d = xsk_ring_cons__rx_desc(&s->b->rxr, s->next_idx++);
+		s->pieces_left--;
+		s->p = s->b->area + d->addr;
+		s->left = d->len;
+	}
+	return 0;
+}
+
+/*
+ * Writes one frame (template header + len payload bytes from g's pieces or from payload) into chunks taken
+ * from the TX pool, filling each chunk whole before the next, and posts one descriptor per chunk starting
+ * at TX ring index idx. The caller reserved chunks_for(len) descriptors and pool entries. Returns the
+ * index after the last descriptor written.
+ */
+static uint32_t put_frame(struct bare_tp *b, uint32_t idx, const struct rx_frame *g, const uint8_t *payload,
+			  uint32_t len)
+{
+	struct xdp_desc *d = xsk_ring_prod__tx_desc(&b->txr, idx++);
+	uint8_t *dst;
+	uint32_t used = VD_PERF_HDR_OVERHEAD;
+	struct src s;
+
+	src_init(&s, b, g, payload, len);
+	d->addr = b->tx_free[--b->ntx_free];
+	dst = b->area + d->addr;
+	memcpy(dst, b->tmpl, VD_PERF_HDR_OVERHEAD);
+	while (len) {
+		if (used == FRAME_SIZE) {
+			/* This chunk is full: the frame continues in the next descriptor. */
+			d->len = used;
+			d->options = XDP_PKT_CONTD;
+			d = xsk_ring_prod__tx_desc(&b->txr, idx++);
+			d->addr = b->tx_free[--b->ntx_free];
+			dst = b->area + d->addr;
+			used = 0;
+		}
+		if (src_refill(&s) < 0)
+			break; /* cannot happen: rx_frame.len never exceeds what its pieces hold */
+		uint32_t m = FRAME_SIZE - used;
+
+		if (m > s.left)
+			m = s.left;
+		if (m > len)
+			m = len;
+		memcpy(dst + used, s.p, m);
+		used += m;
+		s.p += m;
+		s.left -= m;
+		len -= m;
+	}
+	d->len = used;
+	d->options = 0; /* the last (or only) descriptor of the frame; slots are reused, so always set */
+	return idx;
+}
+
+static uint32_t chunks_for(uint32_t len)
+{
+	return (VD_PERF_HDR_OVERHEAD + len + FRAME_SIZE - 1) / FRAME_SIZE;
 }
 
 static int bare_tx(struct vd__perf_tp *t, const void *payload, uint32_t len, unsigned n)
 {
 	struct bare_tp *b = (struct bare_tp *)t;
-	uint32_t idx;
+	const struct rx_frame *g = held_frame(b, payload);
+	uint32_t idx, k = chunks_for(len);
 
 	if (!b->have_peer)
 		return -ENOTCONN;
+	if (len > b->tp.max_payload || (g && len > g->len))
+		return -EMSGSIZE;
 	reclaim_tx(b);
-	if (n > b->ntx_free)
-		n = b->ntx_free;
-	if (n == 0 || xsk_ring_prod__reserve(&b->txr, n, &idx) != n) {
+	if (n > b->ntx_free / k)
+		n = b->ntx_free / k;
+	/* The TX ring has a slot for every TX chunk, so room for n * k free chunks means room for their
+	 * descriptors: the reservation fails only when n is 0. */
+	if (n == 0 || xsk_ring_prod__reserve(&b->txr, n * k, &idx) != n * k) {
 		kick_tx(b);
 		return 0;
 	}
 	if (len != b->tmpl_len)
 		build_tmpl(b, len);
-	for (unsigned i = 0; i < n; i++) {
-		struct xdp_desc *d = xsk_ring_prod__tx_desc(&b->txr, idx + i);
-		uint64_t addr = b->tx_free[--b->ntx_free];
-		uint8_t *f = b->area + addr;
-
-		memcpy(f, b->tmpl, VD_PERF_HDR_OVERHEAD);
-		memcpy(f + VD_PERF_HDR_OVERHEAD, payload, len);
-		d->addr = addr;
-		d->len = VD_PERF_HDR_OVERHEAD + len;
-	}
-	/* submit: store-release of the producer index after the descriptors (barrier inside libxdp). */
-	xsk_ring_prod__submit(&b->txr, n);
+	for (unsigned i = 0; i < n; i++)
+		idx = put_frame(b, idx, g, payload, len);
+	/* submit: store-release of the producer index after the descriptors and the frames' bytes (barrier
+	 * inside libxdp), so the kernel never sees a descriptor before what it points to. */
+	xsk_ring_prod__submit(&b->txr, n * k);
 	kick_tx(b);
 	return (int)n;
+}
+
+/*
+ * Validates one received frame (descriptors idx .. idx + pieces - 1, total bytes in all) and fills its
+ * record and buf. The XDP program let through only IPv4/UDP to our port; the headers lie in the first
+ * piece, and the UDP length is checked against the whole frame. A frame that fails is returned with an
+ * empty payload (its chunks still go back to the fill ring in rx_done).
+ */
+static void rx_frame_parse(struct bare_tp *b, struct rx_frame *r, struct vd__perf_buf *buf, uint32_t idx,
+			   uint32_t pieces, uint32_t total)
+{
+	const struct xdp_desc *d = xsk_ring_cons__rx_desc(&b->rxr, idx);
+	const uint8_t *f = b->area + d->addr, *ip = f + 14, *udp;
+	unsigned ihl = (ip[0] & 0xf) * 4u;
+	uint32_t ulen;
+
+	r->idx = idx;
+	r->pieces = pieces;
+	r->payload = f;
+	r->len = r->head = 0;
+	buf->data = f;
+	buf->len = 0;
+	/* The first piece must hold the headers, and, if the frame goes on, the payload's first 22 bytes
+	 * (a minimum frame's): callers read their own header there. Copy mode fills it whole anyway. */
+	if (ihl < 20 || d->len < 14 + ihl + 8 ||
+	    (pieces > 1 && d->len < 14 + ihl + VD_PERF_MIN_SIZE - VD_PERF_HDR_OVERHEAD + 8))
+		return;
+	udp = ip + ihl;
+	ulen = (uint32_t)udp[4] << 8 | udp[5];
+	if (ulen < 8 || 14 + ihl + ulen > total)
+		return;
+	r->payload = udp + 8;
+	r->len = ulen - 8;
+	r->head = d->len - (14 + ihl + 8);
+	if (r->head > r->len)
+		r->head = r->len; /* Ethernet padding of a short frame, or a frame in one piece */
+	buf->data = r->payload;
+	buf->len = r->len;
+	if (memcmp(b->peer_mac, f + 6, 6) || memcmp(&b->peer_ip, ip + 12, 4) || memcmp(&b->peer_port_be, udp, 2) ||
+	    !b->have_peer) {
+		memcpy(b->peer_mac, f + 6, 6);
+		memcpy(&b->peer_ip, ip + 12, 4);
+		memcpy(&b->peer_port_be, udp, 2);
+		b->have_peer = 1;
+		b->tmpl_len = 0;
+	}
 }
 
 static int bare_rx(struct vd__perf_tp *t, struct vd__perf_buf *bufs, unsigned max)
 {
 	struct bare_tp *b = (struct bare_tp *)t;
-	uint32_t idx;
-	unsigned n = xsk_ring_cons__peek(&b->rxr, max, &idx);
+	uint32_t idx, i = 0;
+	/* peek: load-acquire of the producer index (inside libxdp), so the descriptors and the frames'
+	 * bytes read below are the kernel's completed writes. All that is there: the frames' pieces. */
+	unsigned n = xsk_ring_cons__peek(&b->rxr, RING_SIZE, &idx), f = 0;
 
+	b->nrx = 0;
 	if (!n) {
 		/* Copy mode never sets the fill ring's flag; a zero-copy driver would, so honour it. */
 		if (xsk_ring_prod__needs_wakeup(&b->fq))
 			recvfrom(b->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
 		return 0;
 	}
-	for (unsigned i = 0; i < n; i++) {
-		const struct xdp_desc *d = xsk_ring_cons__rx_desc(&b->rxr, idx + i);
-		const uint8_t *f = b->area + d->addr, *ip = f + 14, *udp;
-		unsigned ihl = (ip[0] & 0xf) * 4u;
+	if (max > VD_PERF_MAX_BURST)
+		max = VD_PERF_MAX_BURST;
+	while (f < max && i < n) {
+		uint32_t first = i, total = 0;
+		int last = 0;
 
-		b->rx_addr[i] = d->addr;
-		/* The XDP program let through only IPv4/UDP to our port; check the lengths against the frame. */
-		if (d->len < 14 + ihl + 8 || ihl < 20) {
-			bufs[i].data = f;
-			bufs[i].len = 0;
-			continue;
-		}
-		udp = ip + ihl;
-		uint32_t ulen = (uint32_t)udp[4] << 8 | udp[5];
+		/* Walk the chain: every descriptor but the frame's last has XDP_PKT_CONTD. */
+		while (!last && i < n) {
+			const struct xdp_desc *d = xsk_ring_cons__rx_desc(&b->rxr, idx + i++);
 
-		if (ulen < 8 || 14 + ihl + ulen > d->len)
-			ulen = 8;
-		bufs[i].data = udp + 8;
-		bufs[i].len = ulen - 8;
-		if (memcmp(b->peer_mac, f + 6, 6) || memcmp(&b->peer_ip, ip + 12, 4) ||
-		    memcmp(&b->peer_port_be, udp, 2) || !b->have_peer) {
-			memcpy(b->peer_mac, f + 6, 6);
-			memcpy(&b->peer_ip, ip + 12, 4);
-			memcpy(&b->peer_port_be, udp, 2);
-			b->have_peer = 1;
-			b->tmpl_len = 0;
+			total += d->len;
+			last = !(d->options & XDP_PKT_CONTD);
 		}
+		if (!last) {
+			/* The kernel publishes a frame's descriptors together, so this does not happen; should
+			 * the rest of the chain not be visible yet, leave the whole frame for the next call. */
+			i = first;
+			break;
+		}
+		rx_frame_parse(b, &b->rx[f], &bufs[f], idx + first, i - first, total);
+		f++;
 	}
-	return (int)n;
+	/* Descriptors past the frames returned (more than max frames, or a partial chain) stay on the ring
+	 * for the next call: only the local consumer copy moves back, nothing is published. */
+	if (i < n)
+		xsk_ring_cons__cancel(&b->rxr, n - i);
+	b->rx_idx = idx;
+	b->rx_ndesc = i;
+	b->nrx = f;
+	return (int)f;
 }
 
 static void bare_rx_done(struct vd__perf_tp *t, unsigned n)
 {
 	struct bare_tp *b = (struct bare_tp *)t;
-	uint32_t idx;
+	uint32_t idx, ndesc;
 
-	xsk_ring_cons__release(&b->rxr, n);
-	/* Give the chunks back for RX; cannot fail: the fill ring holds every RX chunk. */
-	if (xsk_ring_prod__reserve(&b->fq, n, &idx) != n)
+	if (n > b->nrx)
+		n = b->nrx;
+	/* The descriptors of the first n frames; those of frames not handed back are seen again. */
+	ndesc = n < b->nrx ? b->rx[n].idx - b->rx_idx : b->rx_ndesc;
+	if (ndesc < b->rx_ndesc)
+		xsk_ring_cons__cancel(&b->rxr, b->rx_ndesc - ndesc);
+	b->nrx = 0;
+	if (!ndesc)
 		return;
-	for (unsigned i = 0; i < n; i++)
-		*xsk_ring_prod__fill_addr(&b->fq, idx + i) = b->rx_addr[i] & ~(uint64_t)(FRAME_SIZE - 1);
-	xsk_ring_prod__submit(&b->fq, n);
+	/* Give every piece's chunk back for RX, read from the descriptors before they are released. Cannot
+	 * fail: the fill ring has a slot for every RX chunk and these are not on it. */
+	if (xsk_ring_prod__reserve(&b->fq, ndesc, &idx) == ndesc) {
+		for (uint32_t i = 0; i < ndesc; i++)
+			*xsk_ring_prod__fill_addr(&b->fq, idx + i) =
+				xsk_ring_cons__rx_desc(&b->rxr, b->rx_idx + i)->addr & ~(uint64_t)(FRAME_SIZE - 1);
+		/* submit: store-release of the fill producer index after the addresses (inside libxdp). */
+		xsk_ring_prod__submit(&b->fq, ndesc);
+	}
+	/* release: store-release of the RX consumer index after every read of these descriptors and of the
+	 * frames' bytes, so the kernel reuses the slots only afterwards (inside libxdp). */
+	xsk_ring_cons__release(&b->rxr, ndesc);
 }
 
 static void bare_close(struct vd__perf_tp *t)
@@ -226,7 +426,8 @@ static const struct vd__perf_tp_ops bare_ops = {
 	.close = bare_close,
 };
 
-static int setup_xsk(struct bare_tp *b, const struct vd__perf_where *w)
+/* UMEM and socket on the mapped area, bound with bind_flags; on failure both are gone again. */
+static int create_xsk(struct bare_tp *b, const struct vd__perf_where *w, uint16_t bind_flags)
 {
 	struct xsk_umem_config ucfg = {
 		.fill_size = RING_SIZE,
@@ -238,8 +439,26 @@ static int setup_xsk(struct bare_tp *b, const struct vd__perf_where *w)
 		.rx_size = RING_SIZE,
 		.tx_size = RING_SIZE,
 		.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD, /* our own program, below */
-		.bind_flags = XDP_COPY | XDP_USE_NEED_WAKEUP,
+		.bind_flags = bind_flags,
 	};
+	int r = xsk_umem__create(&b->umem, b->area, (size_t)NUM_FRAMES * FRAME_SIZE, &b->fq, &b->cq, &ucfg);
+
+	if (r) {
+		b->umem = NULL;
+		return r;
+	}
+	r = xsk_socket__create(&b->xsk, w->iface, (uint32_t)w->queue, b->umem, &b->rxr, &b->txr, &scfg);
+	if (r) {
+		b->xsk = NULL;
+		xsk_umem__delete(b->umem);
+		b->umem = NULL;
+	}
+	return r;
+}
+
+static int setup_xsk(struct bare_tp *b, const struct vd__perf_where *w)
+{
+	const uint16_t flags = XDP_COPY | XDP_USE_NEED_WAKEUP;
 	size_t len = (size_t)NUM_FRAMES * FRAME_SIZE;
 	uint32_t idx;
 	int r;
@@ -249,10 +468,20 @@ static int setup_xsk(struct bare_tp *b, const struct vd__perf_where *w)
 		b->area = NULL;
 		return -errno;
 	}
-	r = xsk_umem__create(&b->umem, b->area, len, &b->fq, &b->cq, &ucfg);
-	if (r)
-		return r;
-	r = xsk_socket__create(&b->xsk, w->iface, (uint32_t)w->queue, b->umem, &b->rxr, &b->txr, &scfg);
+	/* EBUSY: the queue still has a socket. The kernel lets go of a closed socket's queue from a work
+	 * queue, after close() returned, so the previous benchmark process's socket (a round just ended)
+	 * can hold it a few milliseconds longer: retry for up to 2 s. */
+	for (int tries = 0; tries < 100; tries++) {
+		/* Multi-buffer where the kernel has it (Linux >= 6.6; older ones reject the unknown flag
+		 * with EINVAL, a driver without it EOPNOTSUPP): then frames stay within one chunk. */
+		r = create_xsk(b, w, flags | XDP_USE_SG);
+		b->sg = !r;
+		if (r == -EINVAL || r == -EOPNOTSUPP)
+			r = create_xsk(b, w, flags);
+		if (r != -EBUSY)
+			break;
+		usleep(20000);
+	}
 	if (r)
 		return r;
 	b->fd = xsk_socket__fd(b->xsk);
@@ -291,6 +520,7 @@ static int setup_xdp(struct bare_tp *b, const struct vd__perf_where *w)
 int vd__perf_bare_open(struct vd__perf_tp **out, const struct vd__perf_where *w)
 {
 	struct bare_tp *b;
+	uint32_t cap;
 	int r, mtu;
 
 	if (!w->iface || w->queue < 0)
@@ -320,9 +550,12 @@ int vd__perf_bare_open(struct vd__perf_tp **out, const struct vd__perf_where *w)
 		bare_close(&b->tp);
 		return r;
 	}
-	b->tp.max_payload = (uint32_t)mtu - 28;
-	if (b->tp.max_payload > FRAME_SIZE - VD_PERF_HDR_OVERHEAD)
-		b->tp.max_payload = FRAME_SIZE - VD_PERF_HDR_OVERHEAD;
+	/* The interface MTU less IPv4 and UDP headers; without multi-buffer also what one RX chunk holds;
+	 * never more than the benchmark's buffers (VD_PERF_MAX_PAYLOAD). */
+	b->tp.max_payload = mtu > 28 ? (uint32_t)mtu - 28 : 0;
+	cap = b->sg ? VD_PERF_MAX_PAYLOAD : RX_ROOM - VD_PERF_HDR_OVERHEAD;
+	if (b->tp.max_payload > cap)
+		b->tp.max_payload = cap;
 	*out = &b->tp;
 	return 0;
 }

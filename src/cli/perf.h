@@ -52,7 +52,12 @@ struct vd__perf_where {
 	uint16_t port;         /* UDP port, both sides */
 };
 
-/* A received payload: valid until the transport's rx_done(). */
+/*
+ * A received payload: valid until the transport's rx_done(). Exception, bare-afxdp multi-buffer: a frame
+ * larger than one UMEM chunk arrives in pieces that are not contiguous, and is not copied; only the
+ * payload's first 22 bytes (a minimum frame's) are sure to be at data, the rest of len in other pieces.
+ * Passing data and len back to the same transport's tx() before rx_done() sends the whole payload.
+ */
 struct vd__perf_buf {
 	const uint8_t *data;
 	uint32_t len;
