@@ -17,7 +17,7 @@
  *   7. Owned by a direct endpoint and arrived on its queue: redirect to its XSK (vd_xsks[queue]).
  *      If that XSK slot is empty (endpoint being set up or torn down) the frame falls through to 8:
  *      it belongs to the endpoint, so it must not leak to the kernel.
- *   8. Otherwise copy the whole frame (from the Ethernet header) into the endpoint's steering ring
+ *   8. Otherwise copy the whole frame (from the Ethernet header, fragments included) into the endpoint's steering ring
  *      (vd_rings[ep_id]) and XDP_DROP. Ring full or frame larger than the largest size class: XDP_DROP
  *      and count it. The frame is the endpoint's; handing it to the kernel would make the kernel answer
  *      with ICMP port unreachable or a TCP RST (its own socket for the port is only a reservation).
@@ -151,6 +151,12 @@ static __always_inline int steer(struct xdp_md *ctx, const struct vd_bpf_ep *ep,
 		rc = STEER_CLASS(ring, ctx, flen, VD_BPF_CLASS_2);
 	else if (flen <= VD_BPF_CLASS_3)
 		rc = STEER_CLASS(ring, ctx, flen, VD_BPF_CLASS_3);
+	else if (flen <= VD_BPF_CLASS_4)
+		rc = STEER_CLASS(ring, ctx, flen, VD_BPF_CLASS_4);
+	else if (flen <= VD_BPF_CLASS_5)
+		rc = STEER_CLASS(ring, ctx, flen, VD_BPF_CLASS_5);
+	else if (flen <= VD_BPF_CLASS_6)
+		rc = STEER_CLASS(ring, ctx, flen, VD_BPF_CLASS_6);
 	else {
 		if (es)
 			es->dropped++;
@@ -171,7 +177,13 @@ static __always_inline int steer(struct xdp_md *ctx, const struct vd_bpf_ep *ep,
 	return XDP_DROP;
 }
 
-SEC("xdp")
+/*
+ * "xdp.frags" (BPF_F_XDP_HAS_FRAGS): the program copes with multi-buffer frames, so a driver may hand it
+ * frames larger than a page (veth refuses native XDP above an MTU of about 3500 otherwise) and the XSK
+ * redirect keeps every fragment (the endpoint's XSK is bound with XDP_USE_SG). Headers are read from the
+ * linear part only, which is at least a page minus headroom; lengths come from bpf_xdp_get_buff_len.
+ */
+SEC("xdp.frags")
 int vd_dispatch(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -244,7 +256,7 @@ int vd_dispatch(struct xdp_md *ctx)
 		if (bpf_redirect_map(&vd_xsks, ep->queue, XDP_PASS) == XDP_REDIRECT) {
 			if (es) {
 				es->redirected++;
-				es->bytes += data_end - data;
+				es->bytes += bpf_xdp_get_buff_len(ctx); /* fragments included */
 			}
 			GLOB_INC(g, redirected);
 			return XDP_REDIRECT;

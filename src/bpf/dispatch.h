@@ -49,7 +49,29 @@ struct vd_bpf_rec {
 #define VD_BPF_CLASS_1 512
 #define VD_BPF_CLASS_2 1536
 #define VD_BPF_CLASS_3 4096
-#define VD_BPF_MAX_STEER VD_BPF_CLASS_3 /* largest frame (L2 bytes) that can be steered */
+/* Jumbo frames (multi-buffer XDP, the dispatcher is an "xdp.frags" program): MTU 9000 fits class 4; the
+ * last class covers the largest frame an endpoint can take (VD_BPF_MAX_FRAGS chunks, see below). */
+#define VD_BPF_CLASS_4 9216
+#define VD_BPF_CLASS_5 16384
+#define VD_BPF_CLASS_6 65536
+#define VD_BPF_MAX_STEER VD_BPF_CLASS_6 /* largest frame (L2 bytes) that can be steered */
+
+/*
+ * Multi-buffer AF_XDP: a frame larger than one UMEM chunk (4096 here) arrives as several RX descriptors,
+ * one chunk each, and is sent as several TX descriptors. An endpoint takes at most this many chunks per
+ * frame: with 4096-byte chunks and the 256 bytes of copy-mode headroom, 16 x 3840 = 61440 bytes, which the
+ * last steering class holds too.
+ */
+#define VD_BPF_MAX_FRAGS 16u
+
+/* The steering-ring record size class for a frame of len L2 bytes (0: too big to steer). */
+static inline __u32 vd_bpf_steer_class(__u32 len)
+{
+	return len <= VD_BPF_CLASS_0 ? VD_BPF_CLASS_0 : len <= VD_BPF_CLASS_1 ? VD_BPF_CLASS_1 :
+	       len <= VD_BPF_CLASS_2 ? VD_BPF_CLASS_2 : len <= VD_BPF_CLASS_3 ? VD_BPF_CLASS_3 :
+	       len <= VD_BPF_CLASS_4 ? VD_BPF_CLASS_4 : len <= VD_BPF_CLASS_5 ? VD_BPF_CLASS_5 :
+	       len <= VD_BPF_CLASS_6 ? VD_BPF_CLASS_6 : 0;
+}
 
 /* Per-endpoint counters (PERCPU_ARRAY vd_ep_stats, index ep_id). */
 struct vd_bpf_ep_stats {

@@ -103,6 +103,10 @@ static int check_ep_open_rep(const struct vd_ctl_ep_open_rep *r, uint32_t nfds)
 	if (r->tx_meta_len % 8 || r->tx_meta_len > 256 || (r->tx_offloads & ~VD_CTL_TXO_CSUM) ||
 	    (r->tx_offloads && !r->tx_meta_len))
 		return -EBADMSG;
+	/* Multi-buffer: TX buffers of tx_frags chunks tile the TX frames exactly. */
+	uint32_t frags = r->max_frags ? r->max_frags : 1, tx_frags = r->tx_frags ? r->tx_frags : 1;
+	if (frags > VD_CTL_MAX_FRAGS || tx_frags > frags || (r->umem_frames - r->rx_frames) % tx_frags)
+		return -EBADMSG;
 	return 0;
 }
 

@@ -94,10 +94,17 @@ struct vd_ctl_ep_open_rep {
 	char ifname[VD_CTL_IFNAMSIZ];
 	uint8_t mac[6];               /* the interface's MAC: source of every frame sent */
 	uint8_t rx_mode;              /* what was granted: VD_CTL_RX_DIRECT or VD_CTL_RX_STEERED */
-	uint8_t _pad;
+	/*
+	 * Multi-buffer AF_XDP (was padding: 0 from a daemon without it, which means 1). max_frags: UMEM
+	 * chunks one frame may span, on RX (descriptors with XDP_PKT_CONTD on all but the last) and TX
+	 * (the XSK is bound with XDP_USE_SG when > 1), at most VD_CTL_MAX_FRAGS.
+	 */
+	uint8_t max_frags;
 	uint32_t ip_be;               /* local address and port of the endpoint */
 	uint16_t port_be;
-	uint16_t _pad2;
+	/* tx_frags: the TX frames [rx_frames, umem_frames) form buffers of tx_frags consecutive chunks each
+	 * (1 or 0: one chunk; otherwise <= max_frags and dividing umem_frames - rx_frames). */
+	uint16_t tx_frags;
 	uint32_t prefix_len;          /* the interface's IPv4 prefix length */
 	uint32_t mtu;                 /* IP MTU of the interface */
 	uint32_t queue;               /* queue the XSK is bound to */
@@ -110,6 +117,7 @@ struct vd_ctl_ep_open_rep {
 	uint32_t tx_meta_len;         /* AF_XDP TX metadata bytes before each TX packet (0: none) */
 	uint32_t tx_offloads;         /* VD_CTL_TXO_*: what that metadata can ask of the device */
 };
+#define VD_CTL_MAX_FRAGS 16u /* = VD_BPF_MAX_FRAGS */
 /* The device completes the UDP checksum (struct xsk_tx_metadata, XDP_TXMD_FLAGS_CHECKSUM). */
 #define VD_CTL_TXO_CSUM 1u
 

@@ -35,6 +35,19 @@
 #define VD_EP_FRAME_SIZE 4096u /* holds a frame of MTU ~3500 plus headroom; a page, so no frame spans two */
 
 /*
+ * Jumbo frames: this kernel refuses UMEM chunks above a page (XDP_UMEM_REG EINVAL even on hugetlb memory),
+ * so a frame larger than a chunk is carried as several, through multi-buffer AF_XDP: the XSK is bound with
+ * XDP_USE_SG (Linux 6.6; Debian 12's uapi header lacks the flag) and the dispatcher is an xdp.frags
+ * program. In copy mode the kernel starts every RX chunk XDP_PACKET_HEADROOM bytes in, so a chunk carries
+ * VD_EP_RX_ROOM bytes of a frame. An endpoint takes up to VD_BPF_MAX_FRAGS chunks per frame.
+ */
+#ifndef XDP_USE_SG
+#define XDP_USE_SG (1 << 4)
+#endif
+#define VD_EP_RX_ROOM (VD_EP_FRAME_SIZE - 256u /* XDP_PACKET_HEADROOM */)
+#define VD_EP_TX_BUFS_MIN 64u /* jumbo TX buffers at least, whatever the ring size */
+
+/*
  * AF_XDP TX metadata (Linux 6.8+, Documentation/networking/xsk-tx-metadata.rst). Debian 12's uapi headers
  * predate it, so the ABI pieces are spelled out here: the UMEM registration grew tx_metadata_len into what
  * was padding after `flags`, and the flag below tells the kernel to read it.
@@ -52,6 +65,23 @@ struct vd_xdp_umem_reg_v3 {
 
 static struct vd_ep *eps[VD_BPF_MAX_EPS];
 
+/* Frame-size warnings are given once per interface (at the first endpoint), not at every open. */
+enum { WARNED_SG = 1, WARNED_MTU = 2 };
+static unsigned warned[VD_CTL_MAX_IFACES];
+
+static bool warn_once(const struct vd_iface *ifc, unsigned what)
+{
+	for (unsigned i = 0; i < vd__iface_count() && i < VD_CTL_MAX_IFACES; i++) {
+		if (vd__iface_at(i) != ifc)
+			continue;
+		if (warned[i] & what)
+			return false;
+		warned[i] |= what;
+		return true;
+	}
+	return true;
+}
+
 struct vd_ep *vd__ep_at(unsigned id)
 {
 	return id < VD_BPF_MAX_EPS ? eps[id] : NULL;
@@ -60,6 +90,9 @@ struct vd_ep *vd__ep_at(unsigned id)
 struct ep_geom {
 	uint32_t rx_ring, tx_ring, fill_ring, comp_ring;
 	uint32_t umem_frames, rx_frames;
+	uint32_t max_frags;   /* chunks per frame: > 1 binds with XDP_USE_SG; 1 if the kernel refuses it */
+	uint32_t tx_frags;    /* chunks per TX buffer */
+	uint32_t steer_bytes; /* steering ring data size */
 };
 
 static int memfd_sealed(const char *name, size_t len)
@@ -112,7 +145,7 @@ static int xsk_create(struct vd_ep *ep, const struct ep_geom *g, uint32_t queue)
 	struct sockaddr_xdp sx = {
 		.sxdp_family = AF_XDP,
 		/* Copy mode works on every driver; need-wakeup lets the library skip syscalls when idle. */
-		.sxdp_flags = XDP_COPY | XDP_USE_NEED_WAKEUP,
+		.sxdp_flags = XDP_COPY | XDP_USE_NEED_WAKEUP | (g->max_frags > 1 ? XDP_USE_SG : 0),
 		.sxdp_ifindex = ep->ifc->ifindex,
 		.sxdp_queue_id = queue,
 	};
@@ -139,11 +172,31 @@ static int xsk_create(struct vd_ep *ep, const struct ep_geom *g, uint32_t queue)
 }
 
 /*
+ * A kernel without multi-buffer AF_XDP (before 6.6) rejects XDP_USE_SG at bind with EINVAL: the endpoint
+ * then carries single-chunk frames only, and says so once per interface, since frames above that size
+ * (the interface MTU allows them) will be dropped.
+ */
+static int xsk_create_sg(struct vd_ep *ep, struct ep_geom *g, uint32_t queue)
+{
+	int fd = xsk_create(ep, g, queue);
+
+	if (fd != -EINVAL || g->max_frags <= 1)
+		return fd;
+	if (warn_once(ep->ifc, WARNED_SG)) {
+		vd__warn("%s: the kernel refuses multi-buffer AF_XDP (XDP_USE_SG): endpoints carry frames up to "
+			 "%u bytes only, below the interface MTU %u; larger frames are dropped", ep->ifc->name,
+			 VD_EP_RX_ROOM, ep->ifc->mtu);
+	}
+	g->max_frags = g->tx_frags = 1;
+	return xsk_create(ep, g, queue);
+}
+
+/*
  * Binds the endpoint's XSK to a queue: the one asked for if free, else the lowest free one. A queue the
  * daemon thinks free can still be held by an XSK whose copy a (dead or living) application kept: bind
  * then fails with EBUSY and the next queue is tried.
  */
-static int xsk_bind_some_queue(struct vd_ep *ep, const struct ep_geom *g, int want)
+static int xsk_bind_some_queue(struct vd_ep *ep, struct ep_geom *g, int want)
 {
 	struct vd_iface *ifc = ep->ifc;
 	int err = -EBUSY;
@@ -154,7 +207,7 @@ static int xsk_bind_some_queue(struct vd_ep *ep, const struct ep_geom *g, int wa
 
 		if (q < 0 || (i >= 0 && q == want) || ifc->queue_owner[q])
 			continue;
-		fd = xsk_create(ep, g, (uint32_t)q);
+		fd = xsk_create_sg(ep, g, (uint32_t)q);
 		if (fd >= 0) {
 			ep->xsk_fd = fd;
 			ep->queue = (uint32_t)q;
@@ -228,7 +281,6 @@ static int ep_setup(struct vd_ep *ep, const struct vd_ctl_ep_open_req *req, stru
 {
 	struct vd_iface *ifc = ep->ifc;
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	uint32_t ring_bytes = req->steer_ring_bytes ? req->steer_ring_bytes : VD_CTL_STEER_RING_DEFAULT;
 	int err;
 
 	/* viaductd binds as root: a port the client could not bind itself is not handed out either. */
@@ -262,7 +314,7 @@ static int ep_setup(struct vd_ep *ep, const struct vd_ctl_ep_open_req *req, stru
 	ifc->queue_owner[ep->queue] = ep;
 
 	*why = "cannot create the steering ring";
-	ep->ring_fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "vd_steer", 0, 0, ring_bytes, NULL);
+	ep->ring_fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "vd_steer", 0, 0, g->steer_bytes, NULL);
 	if (ep->ring_fd < 0)
 		return -errno;
 	if (bpf_map_update_elem(ifc->rings_fd, &ep->id, &ep->ring_fd, BPF_ANY))
@@ -314,6 +366,49 @@ static int ep_setup(struct vd_ep *ep, const struct vd_ctl_ep_open_req *req, stru
 	return 0;
 }
 
+/* Chunks a frame of the interface's MTU spans on RX (the TX buffer of that many chunks holds it too). */
+static uint32_t ep_frags_for_mtu(uint32_t mtu)
+{
+	return (mtu + 14u /* Ethernet header */ + VD_EP_RX_ROOM - 1) / VD_EP_RX_ROOM;
+}
+
+/*
+ * Multi-buffer geometry: frames of up to the interface MTU, within VD_BPF_MAX_FRAGS chunks. An MTU beyond
+ * that is said once per interface rather than its frames silently lost. The TX frames form buffers of
+ * max_frags consecutive chunks, as many as fit in r chunks (at least VD_EP_TX_BUFS_MIN).
+ */
+static void ep_geom_frames(struct ep_geom *g, struct vd_iface *ifc, uint32_t r)
+{
+	uint32_t need = ep_frags_for_mtu(ifc->mtu);
+
+	g->max_frags = need < VD_BPF_MAX_FRAGS ? need : VD_BPF_MAX_FRAGS;
+	if (need > VD_BPF_MAX_FRAGS && warn_once(ifc, WARNED_MTU)) {
+		vd__warn("%s: MTU %u is larger than an endpoint can carry (%u chunks: frames up to %u bytes); "
+			 "larger frames to an endpoint are dropped", ifc->name, ifc->mtu, VD_BPF_MAX_FRAGS,
+			 VD_BPF_MAX_FRAGS * VD_EP_RX_ROOM);
+	}
+	g->tx_frags = g->max_frags;
+	uint32_t bufs = r / g->tx_frags;
+	if (bufs < VD_EP_TX_BUFS_MIN)
+		bufs = VD_EP_TX_BUFS_MIN;
+	g->umem_frames = g->rx_frames + bufs * g->tx_frags;
+}
+
+/*
+ * The steering ring's size: what was asked for (or the default), but room for at least 8 records of the
+ * largest frame the interface can bring (its size class, rounded up to a power of two as a ringbuf must be).
+ */
+static uint32_t ep_steer_bytes(const struct vd_iface *ifc, uint32_t asked)
+{
+	uint32_t bytes = asked ? asked : VD_CTL_STEER_RING_DEFAULT;
+	uint32_t cls = vd_bpf_steer_class(ifc->mtu + 14u);
+	uint32_t need = 8u * ((cls ? cls : VD_BPF_MAX_STEER) + 16u /* record + ringbuf headers */);
+
+	while (bytes < need && bytes < VD_CTL_STEER_RING_MAX)
+		bytes *= 2;
+	return bytes;
+}
+
 void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_req *req)
 {
 	struct vd_iface *ifc = vd__iface_by_name(req->ifname);
@@ -358,12 +453,14 @@ void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_re
 	ep->rx_mode = req->rx_mode == VD_CTL_RX_STEERED ? VD_CTL_RX_STEERED : VD_CTL_RX_DIRECT;
 	eps[id] = ep;
 
-	/* UMEM: RX frames (direct only, one per fill-ring entry) first, then as many TX frames. */
+	/* UMEM: RX frames (direct only, one per fill-ring entry) first, then about as many TX frames, in
+	 * buffers of as many chunks as the largest frame needs. */
 	r = req->ring_frames ? req->ring_frames : VD_CTL_RING_DEFAULT;
 	g.tx_ring = g.comp_ring = g.fill_ring = r;
 	g.rx_ring = ep->rx_mode == VD_CTL_RX_DIRECT ? r : 0;
 	g.rx_frames = g.rx_ring;
-	g.umem_frames = g.rx_frames + r;
+	ep_geom_frames(&g, ifc, r);
+	g.steer_bytes = ep_steer_bytes(ifc, req->steer_ring_bytes);
 
 	err = ep_setup(ep, req, &g, &why);
 	if (err)
@@ -389,7 +486,9 @@ void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_re
 	rep.tx_ring = g.tx_ring;
 	rep.fill_ring = g.fill_ring;
 	rep.comp_ring = g.comp_ring;
-	rep.steer_ring_bytes = req->steer_ring_bytes ? req->steer_ring_bytes : VD_CTL_STEER_RING_DEFAULT;
+	rep.steer_ring_bytes = g.steer_bytes;
+	rep.max_frags = (uint8_t)g.max_frags; /* after binding: 1 if the kernel refused XDP_USE_SG */
+	rep.tx_frags = (uint16_t)g.tx_frags;
 	rep.stats_bytes = (uint32_t)sysconf(_SC_PAGESIZE);
 	rep.tx_meta_len = ep->tx_meta_len;
 	rep.tx_offloads = ep->tx_meta_len ? VD_CTL_TXO_CSUM : 0;
@@ -403,9 +502,10 @@ void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_re
 	}
 	char ip[INET_ADDRSTRLEN];
 	inet_ntop(AF_INET, &ep->ip_be, ip, sizeof(ip));
-	vd__info("ep %u opened: pid %d uid %u %s %s:%u queue %u %s%s", ep->id, (int)ep->pid, (unsigned)ep->uid,
-		 ifc->name, ip, ntohs(ep->port_be), ep->queue, ep->rx_mode == VD_CTL_RX_DIRECT ? "direct" : "steered",
-		 ep->tx_meta_len ? ", tx checksum offload" : "");
+	vd__info("ep %u opened: pid %d uid %u %s %s:%u queue %u %s%s, frames up to %u bytes (%u chunks)", ep->id,
+		 (int)ep->pid, (unsigned)ep->uid, ifc->name, ip, ntohs(ep->port_be), ep->queue,
+		 ep->rx_mode == VD_CTL_RX_DIRECT ? "direct" : "steered", ep->tx_meta_len ? ", tx checksum offload" : "",
+		 g.max_frags * VD_EP_RX_ROOM, g.max_frags);
 	return;
 #undef FAIL
 

@@ -110,6 +110,19 @@ TEST(replies)
 	r->mtu = 1500;
 	r->prefix_len = 24;
 	CHECK_EQ(vd__ctl_check(&m, n, 1), 0);
+	r->max_frags = 3;                                      /* multi-buffer: 3-chunk TX buffers */
+	r->tx_frags = 3;
+	r->umem_frames = 2048 + 3 * 682;
+	CHECK_EQ(vd__ctl_check(&m, n, 1), 0);
+	r->umem_frames = 4096;                                 /* 2048 TX chunks are no whole 3-chunk buffers */
+	CHECK_EQ(vd__ctl_check(&m, n, 1), -EBADMSG);
+	r->max_frags = 17;                                     /* above VD_CTL_MAX_FRAGS */
+	r->tx_frags = 1;
+	CHECK_EQ(vd__ctl_check(&m, n, 1), -EBADMSG);
+	r->max_frags = 2;                                      /* TX buffers larger than a frame */
+	r->tx_frags = 4;
+	CHECK_EQ(vd__ctl_check(&m, n, 1), -EBADMSG);
+	r->max_frags = r->tx_frags = 0;
 	r->rx_frames = r->umem_frames;                         /* leaves no TX frames */
 	CHECK_EQ(vd__ctl_check(&m, n, 1), -EBADMSG);
 	r->rx_frames = 0;

@@ -14,7 +14,22 @@
  *
  * A frame handed to the caller carries a cookie saying where it lives, so rx_release can return it:
  *   bit 63 clear: UMEM frame address (back to the fill ring, batched);
- *   bit 63 set:   end position of a steering-ring record (consumer position advanced in order).
+ *   bit 63 set:   end position of a steering-ring record (consumer position advanced in order);
+ *   bit 61 set:   index of a bounce buffer holding a multi-buffer frame (below).
+ * Bit 62 is the mux nic's (nic_mux.c) and never set here.
+ *
+ * Jumbo frames (multi-buffer AF_XDP, when the reply's max_frags > 1): UMEM chunks stay 4096 bytes (the
+ * kernel refuses larger ones), so a larger frame spans several.
+ *   RX: it arrives as consecutive RX descriptors, XDP_PKT_CONTD on all but the last, each chunk's data
+ *       256 bytes in (copy-mode headroom), so the pieces are not contiguous in the UMEM: they are copied
+ *       into a bounce buffer (a pool allocated with the nic, in its heap), the chunks go back to the fill
+ *       ring at once, and the bounce buffer comes back in rx_release. One-descriptor frames keep the
+ *       zero-copy path. A steered jumbo frame is one ring record, contiguous already: zero-copy too.
+ *   TX: the TX frames form buffers of tx_frags consecutive chunks, so a lent buffer is contiguous for the
+ *       caller; tx_burst gives the frame as one descriptor per chunk (XDP_PKT_CONTD on all but the last;
+ *       TX metadata only on the first, the only one the kernel reads it from; the pieces after the first
+ *       chunk move up to leave the metadata room the kernel wants before each: xdp_tx_descs).
+ *       Completions come per descriptor: a buffer is free again once all of its descriptors completed.
  *
  * Layers (vd_nic_opts.layer): UDP, a frame's data is a UDP payload and the nic builds Ethernet, IPv4 and
  * UDP headers; IPv4, the data is the whole IPv4 packet: RX checks its header (vd__frame_parse_ipv4) and
@@ -48,6 +63,7 @@
 #include "xsk_ring.h"
 
 #define XDP_COOKIE_RING (1ull << 63)
+#define XDP_COOKIE_BOUNCE (1ull << 61)
 #define XDP_CTL_TIMEOUT_MS 5000
 #define XDP_NEIGH_TIMEOUT_MS 1500                   /* > the daemon's own 1 s resolution limit */
 #define XDP_NEIGH_TTL_NS (30ull * 1000000000ull)   /* resolved by the daemon or learned from a frame */
@@ -71,6 +87,14 @@ struct xdp_tx_meta {
 };
 #define XDP_TX_PKT_OFF 64 /* TX packets start here in their frame: room for the metadata, cache aligned */
 
+/* Multi-buffer AF_XDP (Linux 6.6, Documentation/networking/af_xdp.rst "Multi-Buffer Support"): newer than
+ * Debian 12's uapi header. A descriptor with XDP_PKT_CONTD is followed by more of the same packet. */
+#ifndef XDP_PKT_CONTD
+#define XDP_PKT_CONTD (1u << 0)
+#endif
+#define XDP_RX_HEADROOM 256u /* XDP_PACKET_HEADROOM: where copy mode starts the data in every RX chunk */
+#define XDP_BOUNCE_N 128u    /* bounce buffers: more than a receive burst (64) holds, twice over */
+
 struct xdp_map {
 	void *addr;
 	size_t len;
@@ -90,11 +114,21 @@ struct xdp_nic {
 	uint32_t fill_seen;   /* the kernel's fill consumer index at the last refill */
 	uint32_t fill_calm;   /* calm refills since the last clock read (xdp_fill_adapt) */
 	uint64_t fill_busy_ns; /* start of the current calm period, 0: not started */
+	uint32_t max_frags;   /* RX descriptors one frame may span (1: single-buffer) */
+	bool rx_skip;         /* discarding the rest of a malformed chain (it may end in a later burst) */
+	uint8_t *bounce;      /* XDP_BOUNCE_N buffers of bounce_size bytes: multi-buffer frames, contiguous */
+	uint32_t bounce_size;
+	uint32_t *bounce_free; /* stack of free bounce buffer indices */
+	uint32_t bounce_free_n;
+	uint64_t rx_nobounce; /* multi-buffer frames dropped: every bounce buffer lent out */
 
 	/* TX side */
 	struct vd__xsk_ring tx, comp;
-	uint64_t *tx_free; /* stack of free TX frame addresses */
+	uint64_t *tx_free; /* stack of free TX buffer addresses (buffers of tx_frags chunks) */
 	uint32_t tx_free_n;
+	uint32_t tx_bufs;     /* TX buffers in all: (umem_frames - rx_frames) / tx_frags */
+	uint32_t tx_frags;    /* chunks per TX buffer (1: single-chunk frames, the plain path) */
+	uint8_t *tx_pending;  /* tx_frags > 1: per buffer, descriptors queued and not completed yet */
 	struct vd__udp_tmpl tmpl;   /* our MAC, IP and port; dst filled per frame */
 	uint32_t hot_ip;            /* one-entry neighbour cache in front of the table: the last peer */
 	uint8_t hot_mac[6];
@@ -109,6 +143,7 @@ struct xdp_nic {
 	uint64_t umem_size;
 	uint32_t frame_size, rx_frames, umem_frames, tx_cap;
 	uint32_t tx_off;            /* packet offset in a TX frame */
+	uint32_t tx_gap;            /* TX metadata room the kernel wants before every TX descriptor (xdp_tx_descs) */
 	uint32_t tx_hdr;            /* bytes the nic writes before the caller's data: 42 (UDP) or 14 (IPv4) */
 	bool l3;                    /* VD_NIC_LAYER_IPV4 */
 	uint32_t ep_id;
@@ -313,6 +348,104 @@ static void xdp_disarm_xsk(struct xdp_nic *x)
 		x->xsk_armed = false;
 }
 
+/* An RX chunk goes back towards the fill ring (not beyond the RX frames: those are not ours to give). */
+static void xdp_recycle(struct xdp_nic *x, uint64_t addr)
+{
+	uint64_t base = addr & ~(uint64_t)(x->frame_size - 1);
+	if (base < (uint64_t)x->rx_frames * x->frame_size && x->fill_stash_n < x->rx_frames)
+		x->fill_stash[x->fill_stash_n++] = base;
+}
+
+/*
+ * Discards the rest of a malformed chain from RX descriptor idx on, up to the last available one: every
+ * chunk goes back to the fill ring; rx_skip stays set until the chain's last descriptor (no XDP_PKT_CONTD)
+ * is seen, possibly in a later burst. Returns descriptors consumed.
+ */
+static uint32_t xdp_rx_skip(struct xdp_nic *x, uint32_t idx, uint32_t end)
+{
+	uint32_t j = idx;
+	while (x->rx_skip && j != end) {
+		const struct xdp_desc *d = vd__xsk_ring_desc(&x->rx, j++);
+		xdp_recycle(x, d->addr);
+		x->rx_skip = (d->options & XDP_PKT_CONTD) != 0;
+	}
+	return j - idx;
+}
+
+/*
+ * A frame whose first RX descriptor is idx and carries XDP_PKT_CONTD: finds the chain's last descriptor
+ * (refreshing the producer index once if it is not published yet), copies the pieces into a bounce buffer
+ * and recycles the chunks. Returns the descriptors consumed (the ring's consumer position is moved past
+ * them), and sets *ok if f holds a frame for the caller; 0: the chain is not complete yet, nothing taken.
+ * A chain longer than max_frags or with a descriptor outside the RX frames is malformed (counted once)
+ * and skipped to its end.
+ */
+static uint32_t xdp_rx_chain(struct xdp_nic *x, uint32_t idx, struct vd_frame *f, bool *ok)
+{
+	uint64_t rx_end = (uint64_t)x->rx_frames * x->frame_size;
+	uint32_t j = idx, total = 0;
+	bool bad = false, ended = false;
+	*ok = false;
+	if (x->rx_skip)
+		goto consume;
+	/* Find the end, checking each piece: [idx, j) walked. At the last known descriptor, the producer
+	 * index is loaded afresh (asking for one more than known forces the acquire load). */
+	while (!ended) {
+		if (j == x->rx.cached_prod) {
+			(void)vd__xsk_cons_avail(&x->rx, j - x->rx.cached_cons + 1);
+			if (j == x->rx.cached_prod)
+				break;
+		}
+		const struct xdp_desc *d = vd__xsk_ring_desc(&x->rx, j++);
+		ended = !(d->options & XDP_PKT_CONTD);
+		if (d->addr + d->len > rx_end || d->len > x->frame_size || j - idx > x->max_frags ||
+		    total + d->len > x->bounce_size) {
+			bad = true;
+			break;
+		}
+		total += d->len;
+	}
+	if (bad) {
+		x->nic.stats.rx_malformed++;
+		x->rx_skip = true;
+		j = idx; /* the whole chain, from its first descriptor, is skipped */
+		goto consume;
+	}
+	if (!ended)
+		return 0; /* the kernel publishes a packet's descriptors together: the rest is coming */
+	if (x->bounce_free_n == 0) {
+		x->rx_nobounce++; /* the caller holds every bounce buffer: the frame is lost, like a full ring */
+		x->nic.stats.rx_dropped++;
+		x->rx_skip = true;
+		j = idx;
+		goto consume;
+	}
+	uint32_t b = x->bounce_free[--x->bounce_free_n];
+	uint8_t *buf = x->bounce + (size_t)b * x->bounce_size;
+	uint32_t off = 0;
+	for (uint32_t k = idx; k != j; k++) {
+		const struct xdp_desc *d = vd__xsk_ring_desc(&x->rx, k);
+		memcpy(buf + off, x->umem + d->addr, d->len);
+		off += d->len;
+		xdp_recycle(x, d->addr);
+	}
+	if (xdp_accept(x, buf, total, f)) {
+		f->cookie = XDP_COOKIE_BOUNCE | b;
+		*ok = true;
+	} else {
+		x->nic.stats.rx_malformed++;
+		x->bounce_free[x->bounce_free_n++] = b;
+	}
+	goto taken;
+consume:
+	j += xdp_rx_skip(x, j, x->rx.cached_prod);
+taken:
+	/* The chain may run past what the burst peeked: the consumer position covers all of it. */
+	if ((int32_t)(j - x->rx.cached_cons) > 0)
+		x->rx.cached_cons = j;
+	return j - idx;
+}
+
 static unsigned xdp_rx_xsk(struct xdp_nic *x, struct vd_frame *f, unsigned max)
 {
 	uint32_t idx, got = vd__xsk_cons_peek(&x->rx, max, &idx);
@@ -322,6 +455,19 @@ static unsigned xdp_rx_xsk(struct xdp_nic *x, struct vd_frame *f, unsigned max)
 		const struct xdp_desc *d = vd__xsk_ring_desc(&x->rx, idx + i);
 		uint64_t addr = d->addr, len = d->len;
 		uint64_t base = addr & ~(uint64_t)(x->frame_size - 1);
+		if (__builtin_expect((d->options & XDP_PKT_CONTD) || x->rx_skip, 0)) {
+			/* Multi-buffer frame (or the rest of a malformed one): the slow path. */
+			bool ok;
+			uint32_t used = xdp_rx_chain(x, idx + i, &f[n], &ok);
+			if (used == 0) {
+				x->rx.cached_cons = idx + i; /* incomplete: left in the ring for the next burst */
+				break;
+			}
+			n += ok;
+			i += used - 1;
+			recycled = true;
+			continue;
+		}
 		if (addr + len <= (uint64_t)x->rx_frames * x->frame_size &&
 		    xdp_accept(x, x->umem + addr, (uint32_t)len, &f[n])) {
 			f[n++].cookie = base;
@@ -390,6 +536,9 @@ static void xdp_rx_release(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 		if (c & XDP_COOKIE_RING) {
 			ring_end = c & ~XDP_COOKIE_RING; /* released oldest first: the last one wins */
 			ring_n++;
+		} else if (c & XDP_COOKIE_BOUNCE) {
+			if (x->bounce_free_n < XDP_BOUNCE_N) /* its chunks went back to the fill ring already */
+				x->bounce_free[x->bounce_free_n++] = (uint32_t)(c & ~XDP_COOKIE_BOUNCE);
 		} else if (x->fill_stash_n < x->rx_frames) {
 			x->fill_stash[x->fill_stash_n++] = c;
 		}
@@ -402,6 +551,28 @@ static void xdp_rx_release(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 
 /* ---- TX --------------------------------------------------------------------------------------------- */
 
+/* Index of the multi-chunk TX buffer that addr (any of its chunks) belongs to. */
+static uint32_t xdp_tx_buf_ix(const struct xdp_nic *x, uint64_t addr)
+{
+	return (uint32_t)((addr - (uint64_t)x->rx_frames * x->frame_size) / x->frame_size) / x->tx_frags;
+}
+
+/*
+ * Multi-chunk TX buffers: the completion of one descriptor at *addr (a chunk of the TX frames). Returns the
+ * buffer's address in *addr once all its descriptors completed (the kernel completes a packet's
+ * descriptors together, but counting does not depend on it); false while some are outstanding or for a
+ * stray address.
+ */
+static bool xdp_tx_buf_done(struct xdp_nic *x, uint64_t *addr)
+{
+	uint64_t lo = (uint64_t)x->rx_frames * x->frame_size;
+	uint32_t b = xdp_tx_buf_ix(x, *addr);
+	if (b >= x->tx_bufs || x->tx_pending[b] == 0 || --x->tx_pending[b])
+		return false;
+	*addr = lo + (uint64_t)b * x->tx_frags * x->frame_size;
+	return true;
+}
+
 /* Takes completed TX frames back from the completion ring. */
 static void xdp_reclaim(struct xdp_nic *x)
 {
@@ -413,7 +584,11 @@ static void xdp_reclaim(struct xdp_nic *x)
 		uint64_t addr = *vd__xsk_ring_addr(&x->comp, idx + i) & ~(uint64_t)(x->frame_size - 1);
 		/* Only our own TX frames: the kernel returns what we queued; anything else is ignored so a
 		 * bug cannot hand an RX frame to the TX side twice. */
-		if (addr >= lo && addr < x->umem_size && x->tx_free_n < x->umem_frames - x->rx_frames)
+		if (addr < lo || addr >= x->umem_size)
+			continue;
+		if (x->tx_frags > 1 && !xdp_tx_buf_done(x, &addr))
+			continue;
+		if (x->tx_free_n < x->tx_bufs)
 			x->tx_free[x->tx_free_n++] = addr;
 	}
 	vd__xsk_cons_release(&x->comp);
@@ -441,7 +616,7 @@ static int xdp_tx_alloc(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 static void xdp_tx_abort(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 {
 	struct xdp_nic *x = xdp_of(nic);
-	for (unsigned i = 0; i < n && x->tx_free_n < x->umem_frames - x->rx_frames; i++)
+	for (unsigned i = 0; i < n && x->tx_free_n < x->tx_bufs; i++)
 		x->tx_free[x->tx_free_n++] = f[i].cookie;
 }
 
@@ -495,10 +670,12 @@ static bool xdp_resolve(struct xdp_nic *x, uint32_t ip_be, uint64_t *now, uint8_
 	return true;
 }
 
+/* addr is the start of one of our TX buffers (a chunk boundary; with multi-chunk buffers, a buffer's). */
 static bool xdp_is_tx_frame(const struct xdp_nic *x, uint64_t addr)
 {
-	return addr >= (uint64_t)x->rx_frames * x->frame_size && addr < x->umem_size &&
-	       (addr & (x->frame_size - 1)) == 0;
+	uint64_t lo = (uint64_t)x->rx_frames * x->frame_size;
+	return addr >= lo && addr < x->umem_size && (addr & (x->frame_size - 1)) == 0 &&
+	       (x->tx_frags == 1 || ((addr - lo) / x->frame_size) % x->tx_frags == 0);
 }
 
 /*
@@ -547,11 +724,88 @@ static bool xdp_l4_csum(struct xdp_nic *x, uint8_t *ip, uint32_t len, struct xdp
 	return true;
 }
 
+/*
+ * TX descriptors a frame of flen bytes (from its link header) takes: the first chunk holds frame_size -
+ * tx_off bytes, every further one frame_size - tx_gap (see xdp_tx_descs).
+ */
+static uint32_t xdp_tx_ndesc(const struct xdp_nic *x, uint32_t flen)
+{
+	uint32_t first = x->frame_size - x->tx_off, per = x->frame_size - x->tx_gap;
+	if (flen <= first)
+		return 1;
+	return 1 + (flen - first + per - 1) / per;
+}
+
+/*
+ * Reserves TX ring slots for the longest prefix of f whose descriptors fit; returns its frame count, *idx
+ * the first slot and *slots the slots reserved. Single-chunk buffers: one slot a frame, as ever.
+ */
+static uint32_t xdp_tx_reserve(struct xdp_nic *x, const struct vd_frame *f, unsigned n, uint32_t *idx,
+			       uint32_t *slots)
+{
+	if (x->tx_frags == 1)
+		return *slots = vd__xsk_prod_reserve(&x->tx, n, idx);
+	uint32_t want = 0, need = 0, k = 0;
+	for (unsigned i = 0; i < n; i++)
+		want += xdp_tx_ndesc(x, x->tx_hdr + f[i].len);
+	uint32_t room = vd__xsk_prod_free(&x->tx, want);
+	for (; k < n; k++) {
+		uint32_t d = xdp_tx_ndesc(x, x->tx_hdr + f[k].len);
+		if (need + d > room)
+			break;
+		need += d;
+	}
+	*slots = vd__xsk_prod_reserve(&x->tx, need, idx);
+	return k;
+}
+
+/*
+ * Writes the descriptors of the frame of flen bytes at buffer addr (packet at tx_off) from TX slot slot on,
+ * XDP_PKT_CONTD on all but the last; opts (TX metadata) on the first only, the descriptor the kernel reads
+ * the metadata of. Returns the slots written.
+ * A descriptor may not cross its chunk, and with TX metadata registered (tx_gap bytes) the kernel wants
+ * that room before every descriptor inside the same chunk (xp_aligned_validate_desc), even where no
+ * metadata is asked for. So the first descriptor takes the first chunk from tx_off on, and every further
+ * one chunk k from tx_gap on. The caller wrote one contiguous frame; the pieces after the first chunk move
+ * up by k * tx_gap bytes each, last first (a memmove of what is beyond the first chunk, only for frames
+ * that span chunks; tx_cap keeps the room for it at the buffer's end).
+ */
+static uint32_t xdp_tx_descs(struct xdp_nic *x, uint32_t slot, uint64_t addr, uint32_t flen, uint32_t opts)
+{
+	struct xdp_desc *d = vd__xsk_ring_desc(&x->tx, slot);
+	uint32_t first = x->frame_size - x->tx_off;
+	d->addr = addr + x->tx_off;
+	d->options = opts;
+	if (flen <= first) {
+		d->len = flen;
+		if (x->tx_frags > 1) /* completions to wait for before the buffer is free (xdp_tx_buf_done) */
+			x->tx_pending[xdp_tx_buf_ix(x, addr)] = 1;
+		return 1;
+	}
+	uint32_t per = x->frame_size - x->tx_gap, rest = flen - first;
+	uint32_t n = (rest + per - 1) / per; /* descriptors after the first */
+	const uint8_t *src = x->umem + addr + x->frame_size; /* the caller's bytes after the first chunk */
+	d->len = first;
+	d->options = opts | XDP_PKT_CONTD;
+	for (uint32_t k = n; k >= 1; k--) {
+		uint32_t off = (k - 1) * per, len = rest - off < per ? rest - off : per;
+		uint64_t at = addr + (uint64_t)k * x->frame_size + x->tx_gap;
+		if (x->tx_gap)
+			memmove(x->umem + at, src + off, len);
+		d = vd__xsk_ring_desc(&x->tx, slot + k);
+		d->addr = at;
+		d->len = len;
+		d->options = k == n ? 0 : XDP_PKT_CONTD;
+	}
+	x->tx_pending[xdp_tx_buf_ix(x, addr)] = (uint8_t)(n + 1);
+	return n + 1;
+}
+
 /* IPv4 layer: the caller's packet is in place after room for the Ethernet header. */
 static int xdp_tx_burst_l3(struct xdp_nic *x, struct vd_frame *f, unsigned n)
 {
-	uint32_t idx, res = vd__xsk_prod_reserve(&x->tx, n, &idx);
-	uint32_t queued = 0;
+	uint32_t idx, slots, res = xdp_tx_reserve(x, f, n, &idx, &slots);
+	uint32_t queued = 0, used = 0;
 	uint64_t now = 0, bytes = 0;
 	uint8_t mac[6];
 	for (uint32_t i = 0; i < res; i++) {
@@ -561,20 +815,19 @@ static int xdp_tx_burst_l3(struct xdp_nic *x, struct vd_frame *f, unsigned n)
 			x->tx_free[x->tx_free_n++] = addr;
 			continue;
 		}
-		struct xdp_desc *d = vd__xsk_ring_desc(&x->tx, idx + queued++);
 		uint8_t *pkt = x->umem + addr + x->tx_off;
 		struct xdp_tx_meta m = { 0 };
+		uint32_t opts = 0;
 		vd__frame_build_eth(pkt, mac, x->tmpl.src_mac);
-		d->addr = addr + x->tx_off;
-		d->len = VD_ETH_HLEN + f[i].len;
-		d->options = 0;
 		if (f[i].peer.port == VD_NIC_TX_L4_CSUM && xdp_l4_csum(x, pkt + VD_ETH_HLEN, f[i].len, &m)) {
 			memcpy(pkt - sizeof(m), &m, sizeof(m));
-			d->options = XDP_OPT_TX_METADATA;
+			opts = XDP_OPT_TX_METADATA;
 		}
+		used += xdp_tx_descs(x, idx + used, addr, VD_ETH_HLEN + f[i].len, opts);
+		queued++;
 		bytes += f[i].len;
 	}
-	vd__xsk_prod_cancel(&x->tx, res - queued); /* slots of dropped frames */
+	vd__xsk_prod_cancel(&x->tx, slots - used); /* slots of dropped frames */
 	if (queued)
 		vd__xsk_prod_submit(&x->tx);
 	x->nic.stats.tx_frames += queued;
@@ -599,8 +852,8 @@ static int xdp_tx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 	if (x->l3)
 		return xdp_tx_burst_l3(x, f, n);
 
-	uint32_t idx, res = vd__xsk_prod_reserve(&x->tx, n, &idx);
-	uint32_t queued = 0;
+	uint32_t idx, slots, res = xdp_tx_reserve(x, f, n, &idx, &slots);
+	uint32_t queued = 0, used = 0;
 	uint64_t now = 0, bytes = 0;
 	struct vd__udp_tmpl t = x->tmpl;
 	for (uint32_t i = 0; i < res; i++) {
@@ -612,21 +865,20 @@ static int xdp_tx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 		}
 		t.dst_ip_be = f[i].peer.ip;
 		t.dst_port_be = f[i].peer.port;
-		struct xdp_desc *d = vd__xsk_ring_desc(&x->tx, idx + queued++);
 		uint8_t *pkt = x->umem + addr + x->tx_off;
-		d->addr = addr + x->tx_off;
-		d->len = xdp_write_headers(x, pkt, &t, f[i].len);
-		d->options = 0;
+		uint32_t flen = xdp_write_headers(x, pkt, &t, f[i].len), opts = 0;
 		if (x->tx_csum_offload) {
 			struct xdp_tx_meta m = { .flags = XDP_TXMD_CHECKSUM,
 						 .csum_start = VD_FRAME_UDP_OFF,
 						 .csum_offset = VD_FRAME_UDP_CSUM_OFF };
 			memcpy(pkt - sizeof(m), &m, sizeof(m));
-			d->options = XDP_OPT_TX_METADATA;
+			opts = XDP_OPT_TX_METADATA;
 		}
+		used += xdp_tx_descs(x, idx + used, addr, flen, opts);
+		queued++;
 		bytes += f[i].len;
 	}
-	vd__xsk_prod_cancel(&x->tx, res - queued); /* slots of dropped frames */
+	vd__xsk_prod_cancel(&x->tx, slots - used); /* slots of dropped frames */
 	if (queued)
 		vd__xsk_prod_submit(&x->tx);
 	nic->stats.tx_frames += queued;
@@ -759,6 +1011,9 @@ static void xdp_close(struct vd_nic *nic)
 		xdp_close_fd(fds[i]);
 	vd__shm_free(x->heap, x->fill_stash);
 	vd__shm_free(x->heap, x->tx_free);
+	vd__shm_free(x->heap, x->tx_pending);
+	vd__shm_free(x->heap, x->bounce);
+	vd__shm_free(x->heap, x->bounce_free);
 	vd__shm_free(x->heap, x);
 }
 
@@ -794,6 +1049,47 @@ static int xdp_check_reply(const struct vd_ctl_ep_open_rep *r)
 		return -EPROTO;
 	if (r->mtu < 68 || r->stats_bytes < sizeof(struct vd_ctl_ep_shared))
 		return -EPROTO;
+	uint32_t tx_frags = r->tx_frags ? r->tx_frags : 1;
+	if (r->max_frags > VD_CTL_MAX_FRAGS || tx_frags > (r->max_frags ? r->max_frags : 1u) ||
+	    (r->umem_frames - r->rx_frames) % tx_frags)
+		return -EPROTO;
+	return 0;
+}
+
+/*
+ * The largest frame (from its link header) this endpoint carries: the interface MTU's, unless the UMEM
+ * geometry says less: on RX, max_frags chunks of frame_size minus the kernel's headroom each (a daemon
+ * or kernel without multi-buffer gives 1); on TX, a buffer of tx_frags chunks less the metadata room
+ * before each descriptor (xdp_tx_descs).
+ * vd_nic_max_payload follows from it, so the engines size their segments to what can really pass.
+ */
+static uint32_t xdp_max_frame(const struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
+{
+	uint32_t l2 = r->mtu + VD_ETH_HLEN;
+	uint32_t rx = x->max_frags * (x->frame_size - XDP_RX_HEADROOM);
+	uint32_t tx = x->frame_size - x->tx_off + (x->tx_frags - 1) * (x->frame_size - x->tx_gap);
+	if (l2 > rx)
+		l2 = rx;
+	return l2 < tx ? l2 : tx;
+}
+
+/* Multi-buffer state: bounce buffers for RX chains, per-buffer pending descriptors for TX. */
+static int xdp_setup_frags(struct xdp_nic *x)
+{
+	if (x->tx_frags > 1) {
+		x->tx_pending = vd__shm_calloc(x->heap, x->tx_bufs, 1);
+		if (!x->tx_pending)
+			return -ENOMEM;
+	}
+	if (x->max_frags <= 1 || !x->direct)
+		return 0; /* chains only come through the XSK's RX ring; the steering ring's are contiguous */
+	x->bounce_size = (x->max_frags * (x->frame_size - XDP_RX_HEADROOM) + 63) & ~63u;
+	x->bounce = vd__shm_calloc(x->heap, XDP_BOUNCE_N, x->bounce_size);
+	x->bounce_free = vd__shm_calloc(x->heap, XDP_BOUNCE_N, sizeof(uint32_t));
+	if (!x->bounce || !x->bounce_free)
+		return -ENOMEM;
+	for (uint32_t i = XDP_BOUNCE_N; i > 0; i--)
+		x->bounce_free[x->bounce_free_n++] = i - 1;
 	return 0;
 }
 
@@ -857,17 +1153,20 @@ static int xdp_setup(struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
 	x->nic.local.ip = r->ip_be;
 	x->nic.local.port = r->port_be;
 	x->nic.layer = x->l3 ? VD_NIC_LAYER_IPV4 : VD_NIC_LAYER_UDP;
-	x->nic.max_payload = x->l3 ? r->mtu : r->mtu - VD_IPV4_HLEN - VD_UDP_HLEN;
+	x->max_frags = r->max_frags ? r->max_frags : 1;
+	x->tx_frags = r->tx_frags ? r->tx_frags : 1;
+	x->tx_bufs = (x->umem_frames - x->rx_frames) / x->tx_frags;
 	x->nic.rx_mode = x->direct ? VD_RX_DIRECT : VD_RX_STEERED;
 	/* Offloading the UDP checksum saves summing every byte sent (about 0.1 us per 1.5 KB frame here); a
 	 * veth never completes it, and receivers accept that form (see vd__frame_parse_udp). */
 	x->tx_csum_offload = (r->tx_offloads & VD_CTL_TXO_CSUM) && r->tx_meta_len >= sizeof(struct xdp_tx_meta) &&
 			     r->tx_meta_len <= XDP_TX_PKT_OFF;
 	x->tx_off = x->tx_csum_offload ? XDP_TX_PKT_OFF : 0;
+	x->tx_gap = r->tx_meta_len; /* registered for the whole UMEM, whether a descriptor uses it or not */
 	x->tx_hdr = x->l3 ? VD_ETH_HLEN : VD_FRAME_HDR_LEN;
-	x->tx_cap = r->frame_size - x->tx_off - x->tx_hdr;
-	if (x->tx_cap > x->nic.max_payload)
-		x->tx_cap = x->nic.max_payload;
+	/* IPv4 layer: the IP MTU (as far as the UMEM carries it); UDP layer: that minus IPv4 and UDP headers. */
+	x->nic.max_payload = xdp_max_frame(x, r) - x->tx_hdr;
+	x->tx_cap = x->nic.max_payload;
 	memcpy(x->tmpl.src_mac, r->mac, 6);
 	x->tmpl.src_ip_be = r->ip_be;
 	x->tmpl.src_port_be = r->port_be;
@@ -884,13 +1183,15 @@ static int xdp_setup(struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
 		return err;
 	x->shared = x->m_stats.addr;
 
-	/* TX frames on the free stack, RX frames on the fill ring (the stash holds what does not fit). */
-	x->tx_free = vd__shm_calloc(x->heap, x->umem_frames - x->rx_frames, sizeof(uint64_t));
+	/* TX buffers on the free stack, RX frames on the fill ring (the stash holds what does not fit). */
+	x->tx_free = vd__shm_calloc(x->heap, x->tx_bufs, sizeof(uint64_t));
 	x->fill_stash = vd__shm_calloc(x->heap, x->rx_frames ? x->rx_frames : 1, sizeof(uint64_t));
 	if (!x->tx_free || !x->fill_stash)
 		return -ENOMEM;
-	for (uint32_t i = x->umem_frames; i > x->rx_frames; i--)
-		x->tx_free[x->tx_free_n++] = (uint64_t)(i - 1) * x->frame_size;
+	if ((err = xdp_setup_frags(x)))
+		return err;
+	for (uint32_t i = x->tx_bufs; i > 0; i--)
+		x->tx_free[x->tx_free_n++] = ((uint64_t)x->rx_frames + (uint64_t)(i - 1) * x->tx_frags) * x->frame_size;
 	for (uint32_t i = x->rx_frames; i > 0; i--)
 		x->fill_stash[x->fill_stash_n++] = (uint64_t)(i - 1) * x->frame_size;
 	x->fill_depth = x->rx_frames < XDP_FILL_MIN ? x->rx_frames : XDP_FILL_MIN;
