@@ -275,5 +275,64 @@ res=""
 for p in $du; do r=$(kbind udp "$p"); [ "$r" = bound ] || res+="$p:$r "; done
 [ -z "$res" ] && ok "kill -9: all 4 reserved udp ports free at once" || ko "kill -9 udp ports: $res"
 
+# viaductd's pool of ephemeral ports reserved ahead (port.c): refilled once the daemon is idle, and every
+# reservation accounted for. Each reserved, pooled or held port is a kernel socket of viaductd, so with
+# the pool full again its descriptor count grows by exactly the ports now held, and a batch taken from
+# the pool is a pool port each (already bound: the kernel refuses them).
+dpid=$(cat "/run/viaduct/lab/$LAB-h1/viaductd.pid")
+nfd() { ls "/proc/$dpid/fd" | wc -l; }
+nheld() { local o; o=$(ports_of 0 tcp); wc -w <<<"${o#*|}"; }
+sleep 0.5
+f0=$(nfd) h0n=$(nheld)
+[ "$f0" -ge 1024 ] && ok "pool: viaductd keeps ephemeral ports reserved ahead ($f0 descriptors)" ||
+	ko "pool: only $f0 descriptors in viaductd"
+coproc EPE { as_nobody h1 "$PEER" --local "$H1" 2>&1; }
+pids+=("$EPE_PID")
+l=""; IFS= read -r -t 5 l <&"${EPE[0]}"
+epe=${l##* }
+pids+=("$epe")
+echo "add tcp 0" >&"${EPE[1]}"; IFS= read -r -t 5 l <&"${EPE[0]}"
+e1=${l##* }
+de=$(owned "$epe" tcp)
+[ "$(wc -w <<<"$de")" -eq 4 ] && ok "pool: a batch of 4 ($de)" || ko "pool batch: $de"
+echo "del tcp $e1 60000" >&"${EPE[1]}"; IFS= read -r -t 5 l <&"${EPE[0]}"
+echo quit >&"${EPE[1]}"
+wait "$EPE_PID" 2>/dev/null
+sleep 0.5 # the daemon is idle: the pool refills
+f1=$(nfd) h1n=$(nheld)
+[ "$((f1 - f0))" -eq "$((h1n - h0n))" ] && [ "$((h1n - h0n))" -ge 1 ] &&
+	ok "pool: refilled, no port leaked (descriptors $f0 -> $f1, held ports $h0n -> $h1n)" ||
+	ko "pool: descriptors $f0 -> $f1 but held ports $h0n -> $h1n"
+
+# A connection whose peer closed first ends with no TIME-WAIT here, but the peer keeps one for the
+# 4-tuple: the port stays in the process's pool (tcp.c) and, when the process exits, viaductd holds it
+# (another process's SYN on it would carry unrelated timestamps, which the peer's TIME-WAIT refuses).
+cat >"$tmp/srv_close.py" <<'PY'
+import socket,sys,time
+l=socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); l.bind((sys.argv[1], 5010)); l.listen(8)
+print("listening", flush=True)
+l.settimeout(10)
+c,_=l.accept(); c.close(); time.sleep(1)
+PY
+cat >"$tmp/cli_wait.py" <<'PY'
+import socket,sys,time
+s=socket.create_connection((sys.argv[1], 5010), timeout=5)
+port=s.getsockname()[1]
+while s.recv(100): pass
+time.sleep(0.2) # our FIN acked: a clean close with the peer in TIME-WAIT
+s.close(); time.sleep(0.2)
+print(port)
+PY
+py h0 "$tmp/srv_close.py" "$H0" >"$tmp/srv_close.out" 2>&1 &
+spid=$!
+pids+=("$spid")
+for _ in $(seq 20); do grep -q listening "$tmp/srv_close.out" && break; sleep 0.1; done
+cp=$(timeout 10 "$V" lab exec --name "$LAB" h1 -- "$V" run -- /usr/bin/python3 "$tmp/cli_wait.py" "$H0" 2>&1 | tail -1)
+wait "$spid" 2>/dev/null
+sleep 0.3
+[[ $cp =~ ^[0-9]+$ ]] && is_held 0 "$cp" && [ "$(kbind tcp "$cp")" = "errno 98" ] &&
+	ok "peer closed first: at exit the client's port $cp is held for the peer's TIME-WAIT" ||
+	ko "peer-first port held after exit: '$cp'"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -126,12 +126,12 @@ void vd__tcp_free(struct vd__tcp *t)
 	vd__tcp_tx_flush(t);
 	if (t->tx.navail)
 		vd_nic_tx_abort(t->nic, t->tx.avail, t->tx.navail);
-	/* the pooled ephemeral ports owe no TIME-WAIT: free them now rather than let viaductd hold them as
-	 * an ephemeral port of a closed endpoint */
+	/* the pooled ephemeral ports owe no TIME-WAIT of ours, but their peers may keep one (they closed
+	 * first): held, as vd__tcp_port_recycle explains */
 	for (uint16_t p; (p = eph_pool_take(t, 1)) != 0;) {
 		uint32_t i = ntohs(p);
 		t->port_eph[i / 8] &= (uint8_t)~(1u << (i % 8));   /* a duplicate entry is then stale */
-		vd_nic_port_del(t->nic, IPPROTO_TCP, p, 0);
+		vd_nic_port_del(t->nic, IPPROTO_TCP, p, t->cfg.time_wait_ms);
 	}
 	tables_free(t);
 }
@@ -628,17 +628,23 @@ void vd__tcp_port_put(struct vd__tcp *t, uint16_t port_be, uint32_t hold_ms)
  * timestamp, or a higher ISN from the RFC 6528 clock) lets it accept the new SYN, as it does for the
  * kernel's clients, which cycle through their port range. Only clean closes: after a reset, an abort or
  * a connect that never completed the peer may still hold a half-open connection on the 4-tuple. Ports
- * with a hold (our TIME-WAIT) still go to viaductd (tcp.h); vd__tcp_free gives the pool back.
+ * with a hold (our TIME-WAIT) still go to viaductd (tcp.h).
+ * That RFC 6191 test holds only within this process: timestamps and ISNs come from this stack's secret
+ * (vd__tcp_ts_off, vd__tcp_isn), another process's SYN on the same 4-tuple carries unrelated ones, and the
+ * peer's TIME-WAIT would take it for an old duplicate (a SYN retransmitted after 1 s, measured). So an
+ * ephemeral port that leaves this process while its peer may keep TIME-WAIT (the pool is full here, or
+ * vd__tcp_free gives the pool back) goes to viaductd with a TIME-WAIT hold, not back to the kernel.
  */
 void vd__tcp_port_recycle(struct vd__tcp *t, uint16_t port_be)
 {
 	uint32_t i = ntohs(port_be);
-	if (t->port_ref[i] == 1 && ((t->port_eph[i / 8] >> (i % 8)) & 1) && t->eph_n < VD__TCP_EPH_POOL) {
+	int eph = (t->port_eph[i / 8] >> (i % 8)) & 1;
+	if (t->port_ref[i] == 1 && eph && t->eph_n < VD__TCP_EPH_POOL) {
 		t->port_ref[i] = 0;
 		t->eph_pool[(t->eph_head + t->eph_n++) % VD__TCP_EPH_POOL] = port_be;
 		return;
 	}
-	vd__tcp_port_put(t, port_be, 0);
+	vd__tcp_port_put(t, port_be, eph ? t->cfg.time_wait_ms : 0);
 }
 
 /* ---- dirty list and timer heap --------------------------------------------------------------------- */
