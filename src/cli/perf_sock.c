@@ -12,12 +12,12 @@
  *             instead of 4.2-4.4 us.
  *   iperf3    one TCP stream for --seconds: Gbit/s received
  *   connrate  connect() + close() in a loop (viaduct perf conn-client / conn-server): connections per
- *             second, p50 and p99 of one connection. A round stops after --seconds or CONN_PORT_BUDGET /
- *             reps connections, whichever comes first: every connection leaves its client port in
- *             TIME-WAIT for 60 s (the kernel: that 4-tuple; viaductd: the port, held), Linux's default
- *             range has 28232 ports and viaductd's bind(0) takes only the odd half, so unbounded
- *             back-to-back rounds measure how fast the range runs out (about 470 connections/s for both
- *             paths) instead of connection set-up and tear-down.
+ *             second, p50 and p99 of one connection, after a first (warm-up) connection reported apart as
+ *             first_us. A round stops after --seconds or CONN_PORT_BUDGET / reps connections, whichever
+ *             comes first: every connection leaves its client port in TIME-WAIT for 60 s (the kernel: that
+ *             4-tuple; viaductd: the port, held) and Linux's default range has 28232 ports, so unbounded
+ *             back-to-back rounds measure how fast the range runs out instead of connection set-up and
+ *             tear-down.
  * Paths:
  *   kernel    the lab's reference link ref0 (10.98.0.x, no viaductd, no XDP), programs run as they are:
  *             the kernel as a user would run it
@@ -434,6 +434,7 @@ static void table(const struct printer *pr, const struct sock_args *a)
 	row(pr, B_CONNRATE, "conns_per_s", "connections/s", 1.0, 0);
 	row(pr, B_CONNRATE, "p50_us", "connect+close p50 (us)", 0, 1);
 	row(pr, B_CONNRATE, "p99_us", "connect+close p99 (us)", 0, 1);
+	row(pr, B_CONNRATE, "first_us", "first connect+close (us)", 0, 1);
 }
 
 int vd__perf_sock_main(int argc, char **argv)
