@@ -62,15 +62,75 @@ void vd__wire_seal(uint8_t *frame, size_t len)
 /*
  * Bulk frames (pull replies) are copied into the nic's buffer and summed in one pass: copy then sum took
  * 210-280 ns for a 3.4 KB frame here, one pass 100-150 ns, about 5% of the time per frame of the sender,
- * the bottleneck of a bulk transfer. Each 64-bit word counts as its two 32-bit halves, added into 64-bit accumulators (the
- * deferred carries of RFC 1071 section 2.C, as vd__csum_partial does); the tail goes to vd__csum_partial.
+ * the bottleneck of a bulk transfer. Each 64-bit word counts as its two 32-bit halves, added into 64-bit
+ * accumulators (the deferred carries of RFC 1071 section 2.C, as vd__csum_partial does); the tail goes to
+ * vd__csum_partial.
+ *
+ * Where the CPU has AVX2 the bulk of the frame goes 64 bytes per step through 256-bit registers instead
+ * (same sum: each 64-bit lane adds its two 32-bit halves). The sender of a bulk transfer over xdp on veth
+ * is the bottleneck (its core also runs the kernel's copy-mode TX and the peer's XDP receive), and this
+ * copy was 10% of that core at MTU 3506 (perf record, lab bw 1 MiB). A 3430-byte piece took 224 ns in
+ * the scalar loop, 75 ns in the vector one (same source and buffers, in a loop); lab bw 1 MiB at MTU 3506
+ * went from 0.76 to 0.86 x bare AF_XDP (interleaved, medians). Chosen per call from the cpu flags libgcc
+ * reads at start-up.
  */
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* Copies n bytes (a multiple of 64) and returns the sum of their 32-bit words, unfolded: at most 2^10
+ * steps of 64 bytes for a 64 KiB frame, each adding below 2^33 to a lane, so the 8 lane values add up to
+ * below 2^46: nothing is lost. */
+__attribute__((target("avx2"))) static uint64_t copy_sum64_avx2(uint8_t *d, const uint8_t *s, size_t n)
+{
+	const __m256i lo32 = _mm256_set1_epi64x(0xffffffffll);
+	__m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+
+	for (; n >= 64; n -= 64, s += 64, d += 64) {
+		__m256i v0 = _mm256_loadu_si256((const __m256i *)(const void *)s);
+		__m256i v1 = _mm256_loadu_si256((const __m256i *)(const void *)(s + 32));
+		_mm256_storeu_si256((__m256i *)(void *)d, v0);
+		_mm256_storeu_si256((__m256i *)(void *)(d + 32), v1);
+		a0 = _mm256_add_epi64(a0, _mm256_add_epi64(_mm256_and_si256(v0, lo32), _mm256_srli_epi64(v0, 32)));
+		a1 = _mm256_add_epi64(a1, _mm256_add_epi64(_mm256_and_si256(v1, lo32), _mm256_srli_epi64(v1, 32)));
+	}
+	a0 = _mm256_add_epi64(a0, a1);
+	uint64_t l[4];
+	_mm256_storeu_si256((__m256i *)(void *)l, a0);
+	return l[0] + l[1] + l[2] + l[3];
+}
+
+static int have_avx2(void)
+{
+	return __builtin_cpu_supports("avx2");
+}
+#else
+static uint64_t copy_sum64_avx2(uint8_t *d, const uint8_t *s, size_t n)
+{
+	(void)d;
+	(void)s;
+	(void)n;
+	return 0;
+}
+
+static int have_avx2(void)
+{
+	return 0;
+}
+#endif
+
 uint32_t vd__wire_copy_sum(void *dst, const void *src, size_t len)
 {
 	const uint8_t *s = src;
 	uint8_t *d = dst;
 	uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
 
+	if (len >= 64 && have_avx2()) {
+		size_t n = len & ~(size_t)63;
+		a0 = copy_sum64_avx2(d, s, n);
+		s += n;
+		d += n;
+		len -= n;
+	}
 	while (len >= 32) {
 		uint64_t w[4];
 		memcpy(w, s, sizeof(w));
@@ -83,8 +143,8 @@ uint32_t vd__wire_copy_sum(void *dst, const void *src, size_t len)
 		d += 32;
 		len -= 32;
 	}
-	/* A frame is at most 64 KiB: 2^11 blocks adding below 2^33 each to an accumulator, whose sum is then
-	 * below 2^46: no carry is lost. */
+	/* A frame is at most 64 KiB: the vector part leaves a0 below 2^46, and 2^11 blocks add below 2^33
+	 * each to an accumulator: their sum stays below 2^47, no carry is lost. */
 	a0 += a1 + a2 + a3;
 	a0 = (a0 & 0xffffffffu) + (a0 >> 32);
 	a0 = (a0 & 0xffffffffu) + (a0 >> 32);
