@@ -79,7 +79,6 @@ static ssize_t send_iov(int fd, struct vd__psock *ps, const struct iovec *uiov, 
 	struct iovec local[VD__IOV_LOCAL], *iov = local, *cur;
 	bool block = !(flags & MSG_DONTWAIT) && !atomic_load(&ps->nonblock);
 	size_t want, done = 0;
-	bool progressed = false;
 	ssize_t r;
 
 	if (orphan_err(ps, fd))
@@ -123,15 +122,9 @@ static ssize_t send_iov(int fd, struct vd__psock *ps, const struct iovec *uiov, 
 			maybe_sigpipe(ps, r, flags);
 			break;
 		}
-		if (!progressed) {
-			/* The calls do not receive: a program that spins on a non-blocking socket (no poll) would
-			 * never see the ACKs that make room. One progress pass, then try again. */
-			progressed = true;
-			vd__enter();
-			vd_stack_progress(st);
-			vd__leave();
-			continue;
-		}
+		/* No progress pass of our own before EAGAIN: vd_send* already ran one under its lock and tried
+		 * again (sock_api.c tcp_sendv/udp_sendv), so a program spinning on a non-blocking send (no
+		 * poll) still sees the ACKs that make room. A second pass here only lengthened the spin. */
 		if (!block)
 			break;
 		r = vd__wait_sock(ps, POLLOUT, ps->sndtimeo_us ? ps->sndtimeo_us : -1);
@@ -155,7 +148,6 @@ static ssize_t recv_common(int fd, struct vd__psock *ps, void *buf, size_t len, 
 	bool block = !(flags & MSG_DONTWAIT) && !atomic_load(&ps->nonblock);
 	bool waitall = (flags & MSG_WAITALL) && ps->type == SOCK_STREAM && !msg && !(flags & MSG_PEEK);
 	size_t done = 0;
-	bool progressed = false;
 	ssize_t r;
 
 	if (orphan_err(ps, fd))
@@ -178,14 +170,10 @@ static ssize_t recv_common(int fd, struct vd__psock *ps, void *buf, size_t len, 
 		}
 		if (r != -EAGAIN)
 			break;
-		if (!progressed) {
-			/* As in send_iov: receive what has arrived before saying EAGAIN. */
-			progressed = true;
-			vd__enter();
-			vd_stack_progress(st);
-			vd__leave();
-			continue;
-		}
+		/* vd_recv* run a progress pass under their lock before they read (sock_api.c do_recvmsg):
+		 * what has arrived is taken in before EAGAIN, so no pass of our own (it cost a spinning
+		 * non-blocking receiver two more lock rounds and passes per call: a longer spin round, a
+		 * later look at the ring). */
 		if (!block)
 			return done ? (ssize_t)done : would_block(ps);
 		r = vd__wait_sock(ps, POLLIN, ps->rcvtimeo_us ? ps->rcvtimeo_us : -1);

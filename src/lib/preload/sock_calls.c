@@ -234,7 +234,6 @@ VD__EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 		return -1;
 	}
 	st = vd__stack_if_open();
-	bool progressed = false;
 	for (;;) {
 		int h, nfd, w;
 
@@ -259,14 +258,9 @@ VD__EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 		}
 		if (h != -EAGAIN)
 			return (int)vd__ret(h);
-		if (!progressed) {
-			/* Receive what has arrived (a SYN, the handshake's ACK) before saying EAGAIN. */
-			progressed = true;
-			vd__enter();
-			vd_stack_progress(st);
-			vd__leave();
-			continue;
-		}
+		/* vd_accept4 ran a progress pass under its lock first (what has arrived, a SYN or the
+		 * handshake's ACK, is taken in): no second one here, it only lengthened a spinning server's
+		 * round (sockperf's server calls accept on its listener in every round). */
 		if (atomic_load(&ps->nonblock)) {
 			atomic_fetch_add(&ps->eagain_gen, 1);
 			errno = EAGAIN;
