@@ -129,7 +129,11 @@ static void usage(FILE *f)
 		"  --ref-addr ADDR    client: server address on the reference link (default: ADDR)\n"
 		"  --iface IF         viaduct interface (default: the daemon's first)\n"
 		"  --ref-iface IF     reference interface (server default ref0; client: the route to --ref-addr)\n"
-		"  --queue Q          queue of bare-afxdp and viaduct-xdp, the same on both sides (default 1)\n"
+		"  --queue Q          queue of bare-afxdp and of viaduct-xdp in direct mode, the same on both\n"
+		"                     sides (default 1)\n"
+		"  --rx-mode M        viaduct-xdp receive mode: steered (default: the dispatcher copies frames\n"
+		"                     into the endpoint's ring buffer, cheaper than the XSK path in copy mode) or\n"
+		"                     direct (the endpoint's XSK on --queue)\n"
 		"  --cpu C            pin this side to CPU C\n"
 		"  --idle-ms MS       server: leave a path after MS without a client (default 10000)\n"
 		"  --json             JSON lines (one per bench, path and size) instead of a table\n"
@@ -211,7 +215,7 @@ static int add_size(const char *tok, struct msg_args *a)
 }
 
 enum { O_LAB = 256, O_SERVER, O_CLIENT, O_PATH, O_SIZE, O_ITERS, O_WARMUP, O_PPMS, O_DURATION, O_WINDOW,
-       O_REPS, O_REFADDR, O_IFACE, O_REFIFACE, O_QUEUE, O_CPU, O_IDLE, O_JSON, O_PLOT, O_FI_ROUND, O_HELP };
+       O_REPS, O_REFADDR, O_IFACE, O_REFIFACE, O_QUEUE, O_RXMODE, O_CPU, O_IDLE, O_JSON, O_PLOT, O_FI_ROUND, O_HELP };
 
 static int parse_args(int argc, char **argv, struct msg_args *a)
 {
@@ -224,6 +228,7 @@ static int parse_args(int argc, char **argv, struct msg_args *a)
 		{ "window", required_argument, NULL, O_WINDOW },     { "reps", required_argument, NULL, O_REPS },
 		{ "ref-addr", required_argument, NULL, O_REFADDR },  { "iface", required_argument, NULL, O_IFACE },
 		{ "ref-iface", required_argument, NULL, O_REFIFACE }, { "queue", required_argument, NULL, O_QUEUE },
+		{ "rx-mode", required_argument, NULL, O_RXMODE },
 		{ "cpu", required_argument, NULL, O_CPU },           { "idle-ms", required_argument, NULL, O_IDLE },
 		{ "json", no_argument, NULL, O_JSON },               { "plot", required_argument, NULL, O_PLOT },
 		{ "no-fi", no_argument, NULL, O_FI_ROUND },          { "help", no_argument, NULL, O_HELP },
@@ -268,6 +273,12 @@ static int parse_args(int argc, char **argv, struct msg_args *a)
 		case O_IFACE: s->iface = optarg; break;
 		case O_REFIFACE: s->ref_iface = optarg; break;
 		case O_QUEUE: bad = vd__perf_parse_uint(optarg, 0, 1023, &u); s->queue = (int)u; break;
+		case O_RXMODE:
+			bad = strcmp(optarg, "steered") && strcmp(optarg, "direct");
+			s->rx_direct = !strcmp(optarg, "direct");
+			if (bad)
+				fprintf(stderr, "viaduct perf: --rx-mode: steered or direct, not \"%s\"\n", optarg);
+			break;
 		case O_CPU: bad = vd__perf_parse_uint(optarg, 0, 4095, &u); a->cpu = (int)u; break;
 		case O_IDLE: bad = vd__perf_parse_uint(optarg, 1, 3600000, &s->idle_ms); break;
 		case O_JSON: a->json = 1; break;
@@ -474,6 +485,7 @@ static void side_argv(char **v, size_t cap, char store[][32], const struct msg_a
 	if (a->size_arg)
 		ARG("--size"), ARG(a->size_arg);
 	ARG("--queue"), NUM(s->queue), ARG("--iters"), NUM(s->iters), ARG("--warmup"), NUM(s->warmup);
+	ARG("--rx-mode"), ARG(s->rx_direct ? "direct" : "steered");
 	ARG("--pingpong-ms"), NUM(s->pingpong_ms), ARG("--duration-ms"), NUM(s->duration_ms);
 	ARG("--window"), NUM(s->window), ARG("--idle-ms"), NUM(s->idle_ms);
 	/* Two busy-polling sides: one CPU each where there are two. */

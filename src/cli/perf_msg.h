@@ -59,7 +59,8 @@ struct vd__msg_side {
 	const char *ref_peer_ip; /* client: server address on the reference link (kernel-*, bare, fi-udp/tcp) */
 	const char *iface;       /* viaduct interface (NULL: the daemon's first) */
 	const char *ref_iface;   /* reference interface (server: default ref0) */
-	int queue;               /* bare-afxdp and viaduct-xdp queue, same on both sides */
+	int queue;               /* bare-afxdp (and direct viaduct-xdp) queue, same on both sides */
+	int rx_direct;           /* viaduct-xdp: direct RX on queue, not steered (--rx-mode) */
 	int benches[VD_MSG_NBENCH];                   /* which to run, in enum order */
 	unsigned sizes[VD_MSG_NBENCH][VD_MSG_MAX_SIZES];
 	unsigned nsizes[VD_MSG_NBENCH];
