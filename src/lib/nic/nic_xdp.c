@@ -348,12 +348,15 @@ static void xdp_disarm_xsk(struct xdp_nic *x)
 		x->xsk_armed = false;
 }
 
-/* An RX chunk goes back towards the fill ring (not beyond the RX frames: those are not ours to give). */
-static void xdp_recycle(struct xdp_nic *x, uint64_t addr)
+/* An RX chunk goes back towards the fill ring (not beyond the RX frames: those are not ours to give).
+ * Returns whether it did. */
+static bool xdp_recycle(struct xdp_nic *x, uint64_t addr)
 {
 	uint64_t base = addr & ~(uint64_t)(x->frame_size - 1);
-	if (base < (uint64_t)x->rx_frames * x->frame_size && x->fill_stash_n < x->rx_frames)
-		x->fill_stash[x->fill_stash_n++] = base;
+	if (base >= (uint64_t)x->rx_frames * x->frame_size || x->fill_stash_n >= x->rx_frames)
+		return false;
+	x->fill_stash[x->fill_stash_n++] = base;
+	return true;
 }
 
 /*
@@ -476,10 +479,8 @@ static unsigned xdp_rx_xsk(struct xdp_nic *x, struct vd_frame *f, unsigned max)
 		/* Not for the caller: the frame goes straight back to the fill ring. A descriptor outside
 		 * the RX frames cannot come from the kernel; it is not recycled (it is not ours to give). */
 		x->nic.stats.rx_malformed++;
-		if (base < (uint64_t)x->rx_frames * x->frame_size) {
-			x->fill_stash[x->fill_stash_n++] = base;
+		if (xdp_recycle(x, addr))
 			recycled = true;
-		}
 	}
 	if (got) {
 		vd__xsk_cons_release(&x->rx); /* the descriptors are copied out; the frames stay ours */
