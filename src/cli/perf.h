@@ -26,7 +26,7 @@
 #define VD_PERF_HDR_OVERHEAD 42u   /* Ethernet + IPv4 + UDP headers in front of the payload */
 #define VD_PERF_MIN_SIZE 64u
 #define VD_PERF_MAX_BURST 64u
-#define VD_PERF_MAX_PAYLOAD 9000u
+#define VD_PERF_MAX_PAYLOAD 65507u /* the largest UDP/IPv4 payload: frames up to the largest MTU viaduct carries */
 
 enum vd__perf_path {
 	VD_PERF_KERNEL_UDP,
