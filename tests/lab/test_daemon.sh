@@ -24,8 +24,7 @@ TMP=$(mktemp -d /tmp/vd-test-daemon.XXXXXX)
 LOG=$TMP/viaductd.log
 IP0=10.99.0.1
 IP1=10.99.0.2
-PASS=0
-FAIL=0
+. "$(dirname "$0")/lib.sh"
 BGPIDS=()
 
 [ "$(id -u)" = 0 ] || { echo "test_daemon.sh: needs root"; exit 77; }
@@ -45,14 +44,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
-ko() { FAIL=$((FAIL + 1)); echo "FAIL $*"; }
-# check NAME CMD...: passes when CMD succeeds.
-check() {
-	local name=$1
-	shift
-	if "$@" >"$TMP/out" 2>&1; then ok "$name"; else ko "$name"; sed 's/^/     | /' "$TMP/out" | tail -20; fi
-}
 in0() { ip netns exec "$NS0" "$@"; }
 in1() { ip netns exec "$NS1" "$@"; }
 probe() { in0 "$PY" "$PROBE" --socket "$SOCK" "$@"; }
@@ -325,5 +316,4 @@ generic_test() {
 }
 check "--xdp-mode generic attaches in skb mode and detaches on exit" generic_test
 
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" = 0 ]
+finish

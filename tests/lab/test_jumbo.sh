@@ -24,9 +24,7 @@ BYTES=${VD_JUMBO_TCP_BYTES:-50M}
 for b in "$V" "$PEER" "$PROBE" "$SOCK"; do [ -x "$b" ] || { echo "test_jumbo: $b not built" >&2; exit 1; }; done
 command -v python3 >/dev/null || { echo "test_jumbo: needs python3" >&2; exit 1; }
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-ko() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d)
 chmod 755 "$tmp"   # the test programs run as uid 65534
 cleanup() {
@@ -236,5 +234,4 @@ else
 	ko "lab up --mtu 62000"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -8,8 +8,7 @@ BUILD=$(cd "${1:-build}" && pwd) || { echo "test_lab: no build dir ${1:-build}" 
 V="$BUILD/bin/viaduct"
 P=${VD_TEST_LAB_PREFIX:-vdBt}
 LABS=("${P}1" "${P}2" "${P}3" "${P}4")
-pass=0
-fail=0
+. "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || { echo "test_lab: needs root" >&2; exit 1; }
 [ -x "$V" ] || { echo "test_lab: $V not built" >&2; exit 1; }
@@ -20,12 +19,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-ko() { fail=$((fail + 1)); echo "FAIL $*"; }
-# check "description" command...: passes when the command succeeds
-check() { local d=$1; shift; if "$@" >/tmp/vdB_test_out.$$ 2>&1; then ok "$d"; else ko "$d"; sed 's/^/     /' /tmp/vdB_test_out.$$; fi; }
-# check_not "description" command...: passes when the command fails
-check_not() { local d=$1; shift; if "$@" >/tmp/vdB_test_out.$$ 2>&1; then ko "$d"; else ok "$d"; fi; }
 
 if [ -x "$BUILD/bin/viaductd" ]; then
 	DAEMON=1; UP_OPTS=()
@@ -139,7 +132,7 @@ loss_of() { sed -n 's/.* \([0-9.]*\)% packet loss.*/\1/p' | cut -d. -f1; }
 in_range() { [ -n "$1" ] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 
 check_not "up refuses an unknown netem keyword" "$V" lab up --name $N --no-daemon --netem "delay 5ms frobnicate 3"
-grep -q "frobnicate" /tmp/vdB_test_out.$$ && ok "the refusal names the keyword" || ko "the refusal names the keyword"
+grep -q "frobnicate" <<<"$check_output" && ok "the refusal names the keyword" || ko "the refusal names the keyword"
 check_not "up refuses reorder without delay" "$V" lab up --name $N --no-daemon --netem "reorder 25%"
 check "refused ups made nothing" lab_gone $N
 check "lab up --help explains the relay" sh -c "'$V' lab up --help | grep -q 'userspace relay'"
@@ -205,6 +198,4 @@ check "down $M" "$V" lab down --name $M
 check_not "relay of $M gone" alive "$rpid"
 check "$M gone" lab_gone $M
 
-rm -f /tmp/vdB_test_out.$$
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -23,9 +23,7 @@ NETEM="loss 5% duplicate 1% reorder 25% delay 100us corrupt 1%"
 [ "$(id -u)" -eq 0 ] || { echo "test_msg_lab: needs root" >&2; exit 1; }
 for b in "$V" "$PEER"; do [ -x "$b" ] || { echo "test_msg_lab: $b not built" >&2; exit 1; }; done
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-ko() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d)
 chmod 755 "$tmp"   # the test programs run as uid 65534
 cleanup() {
@@ -206,5 +204,4 @@ pair "g. clean, one 1 GiB message h0 -> h1" "$CLEAN" 90 \
 	"--backend xdp" "--backend xdp" "--bytes 1G --bytes-b 0 --fixed-size 1G --inflight 1"
 
 echo "test_msg_lab: $(( $(date +%s) - start )) s"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -25,11 +25,7 @@ LAB=${VD_TEST_LAB:-vdAl3}
 [ "$(id -u)" -eq 0 ] || { echo "test_nic_l3: needs root" >&2; exit 1; }
 for b in "$V" "$PEER"; do [ -x "$b" ] || { echo "test_nic_l3: $b not built" >&2; exit 1; }; done
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-ko() { failed=$((failed + 1)); echo "FAIL $1"; }
-# check NAME COND...: ok if the command succeeds.
-check() { local n=$1; shift; if "$@"; then ok "$n"; else ko "$n"; fi; }
+. "$(dirname "$0")/lib.sh"
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
@@ -55,7 +51,7 @@ say() { echo "$1" >&"${EPA[1]}"; }
 hear() { local l; IFS= read -r -t 5 l <&"${EPA[0]}" || l="(no answer)"; echo "$l"; }
 ask() { say "$1"; hear; }
 ready=$(hear)
-[[ $ready == ready* ]] || { ko "endpoint A opens in the IPv4 layer: $ready"; echo "$passed passed, $failed failed"; exit 1; }
+[[ $ready == ready* ]] || { ko "endpoint A opens in the IPv4 layer: $ready"; finish; exit 1; }
 epa=${ready##* }
 pids+=("$epa")
 [[ $ready == *"mtu 1500 "* ]] && ok "endpoint A open, max payload = IP MTU ($ready)" || ko "max payload: $ready"
@@ -334,5 +330,4 @@ sleep 0.3
 	ok "peer closed first: at exit the client's port $cp is held for the peer's TIME-WAIT" ||
 	ko "peer-first port held after exit: '$cp'"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

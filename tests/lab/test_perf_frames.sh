@@ -11,9 +11,7 @@ LAB=${VD_TEST_LAB:-vdtperf}
 [ "$(id -u)" -eq 0 ] || { echo "test_perf_frames: needs root" >&2; exit 1; }
 [ -x "$V" ] || { echo "test_perf_frames: $V not built" >&2; exit 1; }
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-ko() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d)
 cleanup() { "$V" lab down --name "$LAB" >/dev/null 2>&1; rm -rf "$tmp"; }
 trap cleanup EXIT
@@ -152,5 +150,4 @@ else
 fi
 cleanup_j
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -10,8 +10,7 @@ V="$BUILD/bin/viaduct"
 P=${VD_TEST_LAB_PREFIX:-vdHt}
 LAB="${P}1"
 TMP=$(mktemp -d /tmp/vdH_perf_msg.XXXXXX)
-pass=0
-fail=0
+. "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || { echo "test_perf_msg: needs root" >&2; exit 1; }
 [ -x "$V" ] || { echo "test_perf_msg: $V not built" >&2; exit 1; }
@@ -24,10 +23,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-ko() { fail=$((fail + 1)); echo "FAIL $*"; }
-# check "description" command...: passes when the command succeeds (its output shown on failure)
-check() { local d=$1; shift; if "$@" >"$TMP/out" 2>&1; then ok "$d"; else ko "$d"; sed 's/^/     /' "$TMP/out"; fi; }
 exit_is() { local want=$1 d=$2; shift 2; "$@" >/dev/null 2>&1; local rc=$?
 	[ "$rc" -eq "$want" ] && ok "$d" || ko "$d (exit $rc, want $want)"; }
 
@@ -42,14 +37,14 @@ exit_is 2 "perf pingpong --path nosuch: exit 2" "$V" perf pingpong --server --pa
 "$V" lab down --name "$LAB" >/dev/null 2>&1
 if ! "$V" lab up --name "$LAB" --hosts 2 >"$TMP/up" 2>&1; then
 	ko "lab up"; sed 's/^/     /' "$TMP/up"
-	echo "$pass passed, $fail failed"; exit 1
+	finish; exit 1
 fi
 ok "lab up $LAB"
 
 # Short runs: correctness of the output, not figures. 64K exercises rendezvous (above the eager limit).
 check "perf pingpong,bw,rate --lab --json --plot" timeout 80 "$V" perf pingpong,bw,rate --lab "$LAB" --json \
 	--reps 1 --iters 300 --warmup 50 --pingpong-ms 200 --duration-ms 100 --size 8,64K --plot "$TMP/plot.svg"
-cp "$TMP/out" "$TMP/res.json"
+printf '%s\n' "$check_output" >"$TMP/res.json"
 
 # Every line a flat JSON object with the seven fields; every path reported for every bench it runs.
 check "JSON lines well formed, every path reported" python3 - "$TMP/res.json" <<'EOF'
@@ -137,6 +132,7 @@ spid=$!
 check "--client ADDR: viaduct-udp and kernel-tcp against --server" timeout 40 "$V" lab exec --name "$LAB" h0 -- \
 	"$V" perf pingpong,rate --client 10.98.0.2 --path viaduct-udp,kernel-tcp --size 8 --reps 2 --iters 200 \
 	--warmup 20 --duration-ms 100 --json
+printf '%s\n' "$check_output" >"$TMP/out"
 grep -q '"bench":"rate","path":"viaduct-udp","size":8' "$TMP/out" && grep -q '"path":"kernel-tcp"' "$TMP/out" &&
 	grep -q '"reps":2' "$TMP/out" && ok "--client: lines of both paths, medians of 2 reps" ||
 	{ ko "--client: lines of both paths, medians of 2 reps"; sed 's/^/     /' "$TMP/out"; }
@@ -148,5 +144,4 @@ else
 		{ ko "--server: exit status"; sed 's/^/     /' "$TMP/server"; }
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

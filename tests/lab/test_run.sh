@@ -35,9 +35,7 @@ done
 PY=$(command -v python3)
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3   # Debian's, not a pyenv shim
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-ko() { failed=$((failed + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && [ -f "$2" ] && tail -5 "$2" | sed 's/^/     /'; }
+. "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 bg_pids=()
@@ -530,5 +528,4 @@ sleep 1
 left=$(pgrep -f "TCP4-LISTEN:730|$tmp/fork_echo.py|fork-accept 7301" | wc -l)
 [ "$left" = 0 ] && ok "h7 no forked child left running" || ko "h7 $left forked processes still running"
 
-echo "$passed passed, $failed failed ($(( $(date +%s) - start )) s)"
-[ "$failed" -eq 0 ]
+finish "($(( $(date +%s) - start )) s)"

@@ -19,9 +19,7 @@ LIMIT=60
 for b in "$V" "$PROG"; do [ -x "$b" ] || { echo "test_sock_fork: $b not built" >&2; exit 1; }; done
 command -v python3 >/dev/null || { echo "test_sock_fork: needs python3" >&2; exit 1; }
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-ko() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 cleanup() {
@@ -131,5 +129,4 @@ else
 	ko "listen (viaduct rc $rv, kernel rc $rk)"; show viaduct "$tmp/v_listen"; show kernel "$tmp/k_listen"
 fi
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish

@@ -29,9 +29,7 @@ LIMIT_TCP=${VD_SOCK_INTEROP_LIMIT_S:-60}
 for b in "$V" "$PEER"; do [ -x "$b" ] || { echo "test_sock_interop: $b not built" >&2; exit 1; }; done
 command -v python3 >/dev/null || { echo "test_sock_interop: needs python3" >&2; exit 1; }
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-ko() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d)
 chmod 755 "$tmp"   # sock_peer runs as uid 65534
 cleanup() {
@@ -242,5 +240,4 @@ else
 fi
 duplex_case "f. through \"$NETEM\", the same" "$LAB" "${VD_SOCK_INTEROP_DUPLEX_BYTES:-20M}"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -14,9 +14,7 @@ LAB=${VD_TEST_LAB:-vdtxnic}
 [ "$(id -u)" -eq 0 ] || { echo "test_xdp_nic: needs root" >&2; exit 1; }
 for b in "$V" "$PEER"; do [ -x "$b" ] || { echo "test_xdp_nic: $b not built" >&2; exit 1; }; done
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-ko() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$(dirname "$0")/lib.sh"
 cleanup() { "$V" lab down --name "$LAB" >/dev/null 2>&1; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -136,5 +134,4 @@ malformed=$(grep -o 'malformed [0-9]*' "$tmp/cli" "$tmp/srv" | awk '{s += $2} EN
 	ko "corrupted frames dropped and counted (none seen)"
 
 rm -rf "$tmp"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
