@@ -60,7 +60,7 @@ enum vd_backend {
 };
 
 enum vd_rx_mode {
-	VD_RX_AUTO = 0, /* direct if a queue is free, else steered */
+	VD_RX_AUTO = 0, /* viaductd's choice: steered (its XSKs are in copy mode, where that is cheaper) */
 	VD_RX_DIRECT,   /* own XSK on an owned queue (frames arriving on another queue are still steered) */
 	VD_RX_STEERED,  /* XDP copies every frame into the endpoint's ring; TX through a TX-only XSK */
 };

@@ -447,10 +447,12 @@ void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_re
 	vd__conn_cred(c, &ep->pid, &ep->uid);
 	ep->ip_be = ifc->ip_be;
 	/*
-	 * AUTO means direct: every endpoint owns a queue anyway (its XSK is bound to one), so taking RX on
-	 * it costs only the RX ring; frames arriving on other queues still reach it through its ring.
+	 * AUTO means steered: every XSK is bound in copy mode (xsk_bind_some_queue), where the dispatcher's
+	 * copy into the endpoint's ring costs less than the kernel's XSK receive path (xsk_rcv, the RX and
+	 * fill rings) and the latency does not depend on the queue the peer's frames arrive on (docs/design.md
+	 * "What the measurements taught"). Direct is there for who asks, and for drivers with zero-copy AF_XDP.
 	 */
-	ep->rx_mode = req->rx_mode == VD_CTL_RX_STEERED ? VD_CTL_RX_STEERED : VD_CTL_RX_DIRECT;
+	ep->rx_mode = req->rx_mode == VD_CTL_RX_DIRECT ? VD_CTL_RX_DIRECT : VD_CTL_RX_STEERED;
 	eps[id] = ep;
 
 	/* UMEM: RX frames (direct only, one per fill-ring entry) first, then about as many TX frames, in
