@@ -64,6 +64,13 @@ static inline int vd__seq_lt(uint32_t a, uint32_t b)
 #define VD__PULL_BLOCK 64  /* most frames per pull request (its want bitmap) */
 #define VD__PULL_BLOCK_BYTES (64u << 10) /* most data bytes one pull request asks for */
 #define VD__PULL_BLOCKS_MAX 16
+/*
+ * Most data bytes all our pulls from one peer ask for at once (their open blocks), whatever the number of
+ * messages being pulled: it bounds what a burst of replies puts in our receive path (the steering ring is
+ * 4 MiB by default, an XSK's fill ring 2048 frames) so that many messages in flight do not overrun it and
+ * stall on re-requests. Below it each message still keeps up to pull_blocks blocks open.
+ */
+#define VD__PULL_PEER_BYTES (1u << 20)
 
 /* --- requests --------------------------------------------------------------------------------------- */
 enum vd__req_state {
@@ -167,6 +174,7 @@ struct vd_peer {
 	uint64_t pull_req_order;    /* pull requests sent to this peer so far (numbers them) */
 	uint64_t pull_served;       /* highest such number whose block has had a reply */
 	uint64_t last_pull_reply;   /* when the last pull reply from this peer arrived */
+	uint64_t pull_inflight;     /* data bytes asked for by the open blocks of our pulls (VD__PULL_PEER_BYTES) */
 
 	uint64_t last_heard;   /* last valid frame from the peer */
 	uint64_t busy_since;   /* when we started waiting on it (0: not waiting) */
@@ -197,6 +205,7 @@ struct vd__pull_blk {
 	uint8_t fast;      /* deadline is the short reorder grace, not an RTO: no backoff when it fires */
 	uint8_t unsent;    /* the nic had no room for the latest request: it goes on the next pass */
 	uint64_t order;    /* the latest request's place in peer->pull_req_order */
+	uint32_t bytes;    /* data bytes the block asks for: charged to peer->pull_inflight while want != 0 */
 };
 
 struct vd__pull {

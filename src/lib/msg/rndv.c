@@ -4,7 +4,8 @@
  * in the sequenced stream; once a receive matches it, the receiver pulls the data: it asks for blocks of up
  * to 64 frames (PULL_REQ, a bitmap of the frames wanted) and the sender answers each wanted frame with a
  * PULL_REPLY carrying that piece of the message, written straight into the receive buffer. Neither pull
- * frame is sequenced or acked: the receiver keeps pull_blocks requests outstanding, re-asks for the frames
+ * frame is sequenced or acked: the receiver keeps pull_blocks requests outstanding per message (and at most
+ * VD__PULL_PEER_BYTES asked for per peer, all messages together), re-asks for the frames
  * still missing when a block makes no progress for an RTO (with backoff), and when the message is whole
  * sends DONE in the sequenced stream, which completes the send. Pull replies never enter the reorder
  * buffer and never consume the stream's window: the bulk path is one copy on each side.
@@ -12,6 +13,7 @@
 #include "lib/msg/msg_internal.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,10 +97,15 @@ static void pull_served(struct vd_peer *p, uint64_t order)
 	}
 }
 
-/* Starts new blocks while there are free slots and frames not yet asked for. */
-static void pull_fill(struct vd__pull *pl)
+/*
+ * Starts new blocks while there are free slots, frames not yet asked for and room in the peer's budget
+ * (VD__PULL_PEER_BYTES). Returns false when the budget stopped it. A block always starts when the peer has
+ * none open, so a budget below one block cannot stall a pull.
+ */
+static bool pull_fill(struct vd__pull *pl)
 {
-	struct vd_ep *ep = pl->peer->ep;
+	struct vd_peer *p = pl->peer;
+	struct vd_ep *ep = p->ep;
 
 	for (uint32_t i = 0; i < ep->pull_blocks && pl->next_frame < pl->nframes; i++) {
 		struct vd__pull_blk *b = &pl->blk[i];
@@ -107,6 +114,11 @@ static void pull_fill(struct vd__pull *pl)
 		uint32_t cnt = pl->nframes - pl->next_frame;
 		if (cnt > pl->blk_frames)
 			cnt = pl->blk_frames;
+		uint32_t bytes = cnt * pl->chunk;
+		if (p->pull_inflight && p->pull_inflight + bytes > VD__PULL_PEER_BYTES)
+			return false;
+		b->bytes = bytes;
+		p->pull_inflight += bytes;
 		b->first = pl->next_frame;
 		b->want = block_mask(cnt);
 		b->tries = 0;
@@ -114,12 +126,29 @@ static void pull_fill(struct vd__pull *pl)
 		pl->next_frame += cnt;
 		send_pull_req(pl, b);
 	}
+	return true;
+}
+
+/* Budget was freed: the peer's pulls take it in the order they started (the oldest message first). */
+static void peer_fill(struct vd_peer *p)
+{
+	struct vd__link *pos;
+
+	for (pos = p->pulls.next; pos != &p->pulls; pos = pos->next) {
+		struct vd__pull *pl = vd__container_of(pos, struct vd__pull, link);
+		if (pl->next_frame < pl->nframes && !pull_fill(pl))
+			return;
+	}
 }
 
 static void pull_finish(struct vd__pull *pl, int err)
 {
 	struct vd_req *r = pl->req;
 
+	/* An aborted pull gives back what its open blocks were charged (a finished one has none open). */
+	for (uint32_t i = 0; i < pl->peer->ep->pull_blocks; i++)
+		if (pl->blk[i].want)
+			pl->peer->pull_inflight -= pl->blk[i].bytes;
 	vd__list_del(&pl->link);
 	r->pull = NULL;
 	vd__recv_finish(r, pl->peer, r->st.msg_len, err);
@@ -218,6 +247,8 @@ void vd__pull_on_reply(struct vd_peer *p, const struct vd__wpull_reply *rep)
 			pl->total - off < rep->data_len ? pl->total - off : rep->data_len);
 	uint32_t rel = rep->frame - b->first;
 	b->want &= ~(1ull << rel);
+	if (!b->want)
+		p->pull_inflight -= b->bytes;
 	b->tries = 0;
 	b->replied = 1;
 	p->last_pull_reply = ep->now;
@@ -236,10 +267,11 @@ void vd__pull_on_reply(struct vd_peer *p, const struct vd__wpull_reply *rep)
 	if (pl->frames_done == pl->nframes) {
 		vd__ctrl_push(p, VD__R_DONE, pl->send_id);
 		pull_finish(pl, 0);
+		peer_fill(p);
 		return;
 	}
 	if (!b->want)
-		pull_fill(pl);
+		peer_fill(p);
 }
 
 void vd__pull_abort(struct vd__pull *pl, int err)
@@ -342,6 +374,20 @@ void vd__pull_on_req(struct vd_peer *p, const struct vd__wpull_req *q)
 	struct vd__pwork *w = malloc(sizeof(*w));
 	if (!w)
 		return;
+	/*
+	 * A re-request for a block whose earlier request is still queued here (we fell behind: the puller's
+	 * timer fired before we answered) must not make us send those frames twice: each duplicate is a
+	 * whole frame copied on both sides and a slot in the puller's receive path, at the moment we are
+	 * already late. The frames leave the earlier entry and go with the new one at the tail, in the
+	 * order the puller expects (it takes a reply as the answer to its latest request for the block,
+	 * and every request sent before that as answered in full: pull_served).
+	 */
+	struct vd__link *pos;
+	for (pos = ep->pwork.next; pos != &ep->pwork; pos = pos->next) {
+		struct vd__pwork *o = vd__container_of(pos, struct vd__pwork, link);
+		if (o->req == r && o->pull_id == q->pull_id && o->first == q->first && o->chunk == q->chunk)
+			o->want &= ~want;
+	}
 	w->req = r;
 	w->peer = p;
 	w->pull_id = q->pull_id;
