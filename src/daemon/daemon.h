@@ -135,6 +135,27 @@ int vd__ntuple_add(const char *ifname, uint32_t ip_be, uint16_t port_be, uint32_
 void vd__ntuple_del(const char *ifname, uint32_t loc);
 /* Iterates the live endpoints (for STAT): NULL past the end. */
 struct vd_ep *vd__ep_at(unsigned id);
+/* The steering ring size of an endpoint on ifc that asked for `asked` bytes (0: the default). */
+uint32_t vd__ep_steer_bytes(const struct vd_iface *ifc, uint32_t asked);
+/* The UMEM size of an endpoint on ifc with the default ring size, steered. */
+size_t vd__ep_default_umem_len(struct vd_iface *ifc);
+/* A memfd of len bytes sealed against resizing (it goes to an application). fd or -errno. */
+int vd__memfd_sealed(const char *name, size_t len);
+
+/* ---- ringpool.c: vd_rings updates (an RCU grace period each) off the loop, spare rings ahead ---- */
+int vd__ringpool_init(void);
+void vd__ringpool_fini(void);
+/* A spare endpoint id whose vd_rings slot of ifc already holds a fresh ring of `bytes`: the id and the
+ * ring's fd become the caller's. -ENOENT: none ready. */
+int vd__ringpool_take(struct vd_iface *ifc, uint32_t bytes, uint32_t *id, int *ring_fd);
+/* A spare UMEM of ifc (sealed memfd, mapped, pages allocated) of exactly len bytes: fd and mapping become
+ * the caller's. -ENOENT: none ready. */
+int vd__ringpool_take_umem(const struct vd_iface *ifc, size_t len, int *fd, void **map);
+/* The pool holds id (a spare, or an old ring being replaced): no endpoint may take it. */
+bool vd__ringpool_reserved(uint32_t id);
+/* An endpoint leaves id with its ring still in ifc's vd_rings (nothing steered to it any more): the pool
+ * replaces or removes it off the loop and keeps the id until then. false: do it yourself, now. */
+bool vd__ringpool_release(struct vd_iface *ifc, uint32_t id);
 
 /* ---- port.c ------------------------------------------------------------------------------------ */
 struct vd_port {

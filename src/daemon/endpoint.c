@@ -95,7 +95,7 @@ struct ep_geom {
 	uint32_t steer_bytes; /* steering ring data size */
 };
 
-static int memfd_sealed(const char *name, size_t len)
+int vd__memfd_sealed(const char *name, size_t len)
 {
 	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
@@ -254,7 +254,8 @@ static void ep_free(struct vd_ep *ep)
 		vd__ntuple_del(ifc->name, ep->ntuple_loc);
 	if (ep->in_xsks_map)
 		bpf_map_delete_elem(ifc->xsks_fd, &ep->queue);
-	if (ep->in_rings_map)
+	/* No vd_ports entry points at the id any more: the ring can go after the reply, off the loop. */
+	if (ep->in_rings_map && !vd__ringpool_release(ifc, ep->id))
 		bpf_map_delete_elem(ifc->rings_fd, &ep->id);
 	if (ep->ring_fd >= 0)
 		close(ep->ring_fd);
@@ -295,13 +296,16 @@ static int ep_setup(struct vd_ep *ep, const struct vd_ctl_ep_open_req *req, stru
 
 	*why = "cannot create the UMEM";
 	ep->umem_len = (size_t)g->umem_frames * VD_EP_FRAME_SIZE;
-	ep->umem_fd = memfd_sealed("viaduct-umem", ep->umem_len);
-	if (ep->umem_fd < 0)
-		return ep->umem_fd;
-	ep->umem = mmap(NULL, ep->umem_len, PROT_READ | PROT_WRITE, MAP_SHARED, ep->umem_fd, 0);
-	if (ep->umem == MAP_FAILED) {
-		ep->umem = NULL;
-		return -errno;
+	/* A spare from ringpool.c has its pages already: XDP_UMEM_REG then pins, without faulting and zeroing. */
+	if (vd__ringpool_take_umem(ifc, ep->umem_len, &ep->umem_fd, &ep->umem)) {
+		ep->umem_fd = vd__memfd_sealed("viaduct-umem", ep->umem_len);
+		if (ep->umem_fd < 0)
+			return ep->umem_fd;
+		ep->umem = mmap(NULL, ep->umem_len, PROT_READ | PROT_WRITE, MAP_SHARED, ep->umem_fd, 0);
+		if (ep->umem == MAP_FAILED) {
+			ep->umem = NULL;
+			return -errno;
+		}
 	}
 
 	*why = "no free queue: every endpoint owns one queue of the interface";
@@ -313,16 +317,19 @@ static int ep_setup(struct vd_ep *ep, const struct vd_ctl_ep_open_req *req, stru
 	}
 	ifc->queue_owner[ep->queue] = ep;
 
+	/* A spare from ringpool.c is in place already; otherwise the update waits for an RCU grace period. */
 	*why = "cannot create the steering ring";
-	ep->ring_fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "vd_steer", 0, 0, g->steer_bytes, NULL);
-	if (ep->ring_fd < 0)
-		return -errno;
-	if (bpf_map_update_elem(ifc->rings_fd, &ep->id, &ep->ring_fd, BPF_ANY))
-		return -errno;
-	ep->in_rings_map = true;
+	if (!ep->in_rings_map) {
+		ep->ring_fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "vd_steer", 0, 0, g->steer_bytes, NULL);
+		if (ep->ring_fd < 0)
+			return -errno;
+		if (bpf_map_update_elem(ifc->rings_fd, &ep->id, &ep->ring_fd, BPF_ANY))
+			return -errno;
+		ep->in_rings_map = true;
+	}
 
 	*why = "cannot create the stats page";
-	ep->stats_fd = memfd_sealed("viaduct-ep-stats", page);
+	ep->stats_fd = vd__memfd_sealed("viaduct-ep-stats", page);
 	if (ep->stats_fd < 0)
 		return ep->stats_fd;
 	ep->shared = mmap(NULL, page, PROT_READ, MAP_SHARED, ep->stats_fd, 0);
@@ -394,11 +401,19 @@ static void ep_geom_frames(struct ep_geom *g, struct vd_iface *ifc, uint32_t r)
 	g->umem_frames = g->rx_frames + bufs * g->tx_frags;
 }
 
+size_t vd__ep_default_umem_len(struct vd_iface *ifc)
+{
+	struct ep_geom g = { .rx_frames = 0 };
+
+	ep_geom_frames(&g, ifc, VD_CTL_RING_DEFAULT);
+	return (size_t)g.umem_frames * VD_EP_FRAME_SIZE;
+}
+
 /*
  * The steering ring's size: what was asked for (or the default), but room for at least 8 records of the
  * largest frame the interface can bring (its size class, rounded up to a power of two as a ringbuf must be).
  */
-static uint32_t ep_steer_bytes(const struct vd_iface *ifc, uint32_t asked)
+uint32_t vd__ep_steer_bytes(const struct vd_iface *ifc, uint32_t asked)
 {
 	uint32_t bytes = asked ? asked : VD_CTL_STEER_RING_DEFAULT;
 	uint32_t cls = vd_bpf_steer_class(ifc->mtu + 14u);
@@ -416,8 +431,8 @@ void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_re
 	struct ep_geom g;
 	const char *why = NULL;
 	struct vd_ep *ep;
-	uint32_t id, r;
-	int err;
+	uint32_t id, r, steer_bytes;
+	int err, spare_ring = -1;
 
 #define FAIL(e, text)              \
 	do {                       \
@@ -432,18 +447,29 @@ void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_re
 		FAIL(-EADDRNOTAVAIL, "address is not the interface's");
 	if (req->queue >= (int32_t)ifc->queues)
 		FAIL(-EINVAL, "no such queue");
-	for (id = 0; id < VD_BPF_MAX_EPS && eps[id]; id++)
-		;
-	if (id == VD_BPF_MAX_EPS)
-		FAIL(-ENOSPC, "too many endpoints");
+	/* A spare id with its steering ring installed ahead (ringpool.c), else the lowest free one. */
+	steer_bytes = vd__ep_steer_bytes(ifc, req->steer_ring_bytes);
+	if (vd__ringpool_take(ifc, steer_bytes, &id, &spare_ring)) {
+		for (id = 0; id < VD_BPF_MAX_EPS && (eps[id] || vd__ringpool_reserved(id)); id++)
+			;
+		if (id == VD_BPF_MAX_EPS)
+			FAIL(-ENOSPC, "too many endpoints");
+	}
 
 	ep = calloc(1, sizeof(*ep));
-	if (!ep)
+	if (!ep) {
+		if (spare_ring >= 0)
+			close(spare_ring); /* vd_rings[id] keeps a ring nobody uses: the id's next owner replaces it */
 		FAIL(-ENOMEM, "out of memory");
+	}
 	ep->id = id;
 	ep->ifc = ifc;
 	ep->conn = c;
 	ep->xsk_fd = ep->umem_fd = ep->ring_fd = ep->stats_fd = -1;
+	if (spare_ring >= 0) {
+		ep->ring_fd = spare_ring;
+		ep->in_rings_map = true;
+	}
 	vd__conn_cred(c, &ep->pid, &ep->uid);
 	ep->ip_be = ifc->ip_be;
 	/*
@@ -462,7 +488,7 @@ void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_re
 	g.rx_ring = ep->rx_mode == VD_CTL_RX_DIRECT ? r : 0;
 	g.rx_frames = g.rx_ring;
 	ep_geom_frames(&g, ifc, r);
-	g.steer_bytes = ep_steer_bytes(ifc, req->steer_ring_bytes);
+	g.steer_bytes = steer_bytes;
 
 	err = ep_setup(ep, req, &g, &why);
 	if (err)

@@ -275,6 +275,8 @@ int main(int argc, char **argv)
 			goto out_ifaces;
 	if (vd__neigh_init())
 		goto out_ifaces;
+	if ((err = vd__ringpool_init())) /* after the interfaces: it prepares their spare rings */
+		vd__warn("steering ring pool: %s (endpoints install their rings themselves)", strerror(-err));
 	if ((err = vd__port_init(o.time_wait_s))) {
 		vd__err("port hold timer: %s", strerror(-err));
 		goto out_neigh;
@@ -310,6 +312,7 @@ out_server:
 	vd__server_stop();
 out_neigh:
 	vd__port_fini(); /* after the server: closing connections turns ports into holds */
+	vd__ringpool_fini(); /* after the server: reclaimed endpoints hand it their rings */
 	vd__neigh_fini();
 out_ifaces:
 	vd__iface_fini();

@@ -5,7 +5,10 @@
  * comes from the kernel's neighbour table (/proc/net/arp): viaductd keeps no ARP state of its own.
  * When the kernel has no complete entry, one ICMP echo request to the next hop makes the kernel resolve
  * it (RFC 826 ARP is done by the kernel on our behalf); the request then waits in a pending list that a
- * timerfd re-checks every VD_NEIGH_TICK_MS, up to VD_NEIGH_WAIT_MS, without blocking other clients.
+ * timerfd re-checks VD_NEIGH_FIRST_US after the echo, then every VD_NEIGH_TICK_MS, up to VD_NEIGH_WAIT_MS,
+ * without blocking other clients. A peer on the link answers ARP in tens of microseconds (veth: often
+ * within the echo's sendto), so the table is also read once right after the echo: the first connection of
+ * a process to a new peer waited a whole 20 ms tick before.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,7 +29,8 @@
 #include "daemon.h"
 #include "lib/core/frame.h"
 
-#define VD_NEIGH_TICK_MS 20
+#define VD_NEIGH_FIRST_US 500
+#define VD_NEIGH_TICK_MS 5
 #define VD_NEIGH_WAIT_MS 1000
 #define VD_NEIGH_MAX_PENDING 256
 #define VD_NEIGH_MAX_PER_CONN 32
@@ -137,7 +141,7 @@ static void timer_arm(int on)
 	struct itimerspec its = {};
 
 	if (on) {
-		its.it_value.tv_nsec = VD_NEIGH_TICK_MS * 1000000L;
+		its.it_value.tv_nsec = VD_NEIGH_FIRST_US * 1000L;
 		its.it_interval.tv_nsec = VD_NEIGH_TICK_MS * 1000000L;
 	}
 	timerfd_settime(timer.fd, 0, &its, NULL);
@@ -229,6 +233,11 @@ void vd__neigh_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_neigh_re
 	p->next_hop_be = hop;
 	p->deadline_ns = now_ns() + VD_NEIGH_WAIT_MS * 1000000ull;
 	trigger_resolution(ifc, hop);
+	if (arp_lookup(ifc->name, hop, mac) == 0) {
+		free(p);
+		reply_mac(c, seq, hop, mac);
+		return;
+	}
 	if (!pendings)
 		timer_arm(1);
 	p->next = pendings;
