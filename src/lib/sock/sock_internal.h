@@ -115,6 +115,8 @@ struct vd_stack {
 	int dirty;                 /* socket state changed since the lock was taken */
 	uint32_t gen;              /* bumped each time waiters are woken for a change */
 	uint64_t next_timer_ns;    /* from vd__tcp_poll; UINT64_MAX: none */
+	uint64_t coarse_slack_ns;  /* CLOCK_MONOTONIC_COARSE lags the nic's clock by less (stack.c); 0: no filter */
+	uint32_t coarse_passes;    /* empty passes since the last exact timer check */
 	uint16_t ip_id;            /* IPv4 identification for UDP datagrams we send */
 	/* handle table */
 	struct vd__sock_slot *slots;

@@ -21,8 +21,22 @@
 
 uint64_t vd__tcp_clock(struct vd__tcp *t)
 {
+	if (t->now_held)
+		return t->now;
 	t->now = vd_nic_now_ns(t->nic);
+	t->now_held = t->hold_clock;
 	return t->now;
+}
+
+void vd__tcp_clock_hold(struct vd__tcp *t, int on)
+{
+	t->hold_clock = on != 0;
+	t->now_held = 0;
+}
+
+void vd__tcp_clock_drop(struct vd__tcp *t)
+{
+	t->now_held = 0;
 }
 
 static uint32_t pow2_at_least(uint32_t v)

@@ -231,6 +231,8 @@ struct vd__tcp {
 	uint32_t eph_head, eph_n;
 	uint16_t ip_id;
 	uint64_t now;                       /* cached clock for the current call */
+	uint8_t now_held;                   /* now is this lock hold's clock (vd__tcp_clock_hold) */
+	uint8_t hold_clock;                 /* the caller asked for one clock read per lock hold */
 	uint64_t chal_sec;                  /* challenge ACK rate limit (RFC 5961 7) */
 	uint32_t chal_count;
 	struct tcp_txq tx;
