@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -86,6 +87,8 @@ enum vd_nic_layer {
 	VD_NIC_LAYER_IPV4,
 };
 #define VD_NIC_TX_L4_CSUM 1
+/* IPv4 layer, or-ed into peer.port: the data was written where vd_nic_tx_pieces() said (see there). */
+#define VD_NIC_TX_PLACED 2
 
 struct vd_nic_opts {
 	enum vd_backend backend;
@@ -151,6 +154,22 @@ VD_API int vd_nic_tx_alloc(struct vd_nic *nic, struct vd_frame *frames, unsigned
  * queued remain the caller's: retry them or give them back with vd_nic_tx_abort(). */
 VD_API int vd_nic_tx_burst(struct vd_nic *nic, struct vd_frame *frames, unsigned n);
 VD_API void vd_nic_tx_abort(struct vd_nic *nic, struct vd_frame *frames, unsigned n);
+/*
+ * Placed writing (optional, IPv4 layer). A lent buffer is contiguous for the caller, but a backend may
+ * have to move part of it before sending: xdp with jumbo frames sends a frame as several 4 KiB chunks
+ * with room the kernel wants before each (nic_xdp.c xdp_tx_descs), and moves what lies past the first
+ * chunk into place. A caller that writes large data can write it there itself, sparing that move: this
+ * fills iov (at most max pieces) with where bytes [off, off + len) of the lent frame f's data go and
+ * returns how many pieces (-ENOSPC: more than max would be needed; -EMSGSIZE: past the buffer). The
+ * caller then writes the whole frame through the pieces of [0, len) (the headers normally fall in the
+ * first one, where the contiguous view agrees) and queues it with VD_NIC_TX_PLACED or-ed into peer.port.
+ * On backends without such a layout (sim, udp, xdp with single-chunk buffers) it returns one piece, the
+ * contiguous view, and the flag changes nothing. Frames without the flag are sent as written, as ever.
+ * At most VD_NIC_TX_PIECES_MAX pieces are ever needed for a whole frame.
+ */
+#define VD_NIC_TX_PIECES_MAX 16
+VD_API int vd_nic_tx_pieces(struct vd_nic *nic, const struct vd_frame *f, uint32_t off, uint32_t len,
+			    struct iovec *iov, unsigned max);
 /* Makes sure queued frames are on their way (a doorbell for xdp, a no-op where sending is immediate). */
 VD_API int vd_nic_flush(struct vd_nic *nic);
 /* Copying convenience: alloc, copy, burst and flush one frame. */

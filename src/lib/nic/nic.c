@@ -153,6 +153,23 @@ VD_API void vd_nic_tx_abort(struct vd_nic *nic, struct vd_frame *frames, unsigne
 		nic->ops->tx_abort(nic, frames, n);
 }
 
+/* Backends whose lent buffers go out as written have no tx_pieces op: one piece, the contiguous view. */
+VD_API int vd_nic_tx_pieces(struct vd_nic *nic, const struct vd_frame *f, uint32_t off, uint32_t len,
+			    struct iovec *iov, unsigned max)
+{
+	if (nic->ops->tx_pieces)
+		return nic->ops->tx_pieces(nic, f, off, len, iov, max);
+	if (off > f->len || len > f->len - off)
+		return -EMSGSIZE;
+	if (!len)
+		return 0;
+	if (!max)
+		return -ENOSPC;
+	iov[0].iov_base = (uint8_t *)f->data + off;
+	iov[0].iov_len = len;
+	return 1;
+}
+
 VD_API int vd_nic_flush(struct vd_nic *nic)
 {
 	return nic->ops->flush(nic);

@@ -21,6 +21,9 @@ struct vd_nic_ops {
 	/* Optional (NULL: -EOPNOTSUPP): vd_nic_port_add/del, called with proto already checked. */
 	int (*port_add)(struct vd_nic *nic, int proto, uint16_t *port_be);
 	int (*port_del)(struct vd_nic *nic, int proto, uint16_t port_be, uint32_t hold_ms);
+	/* Optional (NULL: one piece, the contiguous view): vd_nic_tx_pieces, f lent by this backend. */
+	int (*tx_pieces)(struct vd_nic *nic, const struct vd_frame *f, uint32_t off, uint32_t len,
+			 struct iovec *iov, unsigned max);
 };
 
 struct vd_nic {

@@ -46,7 +46,8 @@
  * Ports: vd_nic_port_add(..., 0) picks from 32768-60999 (Linux's default ip_local_port_range). Port holds
  * (vd_nic_port_del with hold_ms) run on the virtual clock; closing a nic holds the ephemeral TCP ports it
  * picked for SIM_TIME_WAIT_NS (viaductd's default TIME-WAIT period) and frees the rest, like viaductd.
- * TX with peer.port = VD_NIC_TX_L4_CSUM: the TCP/UDP checksum is completed here, as xdp's device would.
+ * TX with VD_NIC_TX_L4_CSUM in peer.port: the TCP/UDP checksum is completed here, as xdp's device would
+ * (VD_NIC_TX_PLACED changes nothing here: sim's buffers go out as written).
  * UDP-layer and IPv4-layer nics share a link but never see each other's frames.
  */
 #include "nic_internal.h"
@@ -515,7 +516,7 @@ static int sim_tx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 		const struct vd_frame *fr = &f[done];
 		if (fr->len > s->base.max_payload)
 			return done ? (int)done : -EMSGSIZE;
-		if (s->base.layer == VD_NIC_LAYER_IPV4 && fr->peer.port == VD_NIC_TX_L4_CSUM)
+		if (s->base.layer == VD_NIC_LAYER_IPV4 && (fr->peer.port & VD_NIC_TX_L4_CSUM))
 			(void)vd__ipv4_l4_csum_finish(fr->data, fr->len); /* what a device would do */
 		struct sim_nic *dst = s->base.layer == VD_NIC_LAYER_IPV4 ? l3_route(l, fr->data, fr->len)
 									 : find_nic(l, &fr->peer);

@@ -28,7 +28,8 @@
  *   TX: the TX frames form buffers of tx_frags consecutive chunks, so a lent buffer is contiguous for the
  *       caller; tx_burst gives the frame as one descriptor per chunk (XDP_PKT_CONTD on all but the last;
  *       TX metadata only on the first, the only one the kernel reads it from; the pieces after the first
- *       chunk move up to leave the metadata room the kernel wants before each: xdp_tx_descs).
+ *       chunk move up to leave the metadata room the kernel wants before each: xdp_tx_descs, unless
+ *       the caller wrote them there already: VD_NIC_TX_PLACED, vd_nic_tx_pieces, tx_layout.h).
  *       Completions come per descriptor: a buffer is free again once all of its descriptors completed.
  *
  * Layers (vd_nic_opts.layer): UDP, a frame's data is a UDP payload and the nic builds Ethernet, IPv4 and
@@ -60,6 +61,7 @@
 #include "neigh_cache.h"
 #include "nic_internal.h"
 #include "steer_ring.h"
+#include "tx_layout.h"
 #include "xsk_ring.h"
 
 #define XDP_COOKIE_RING (1ull << 63)
@@ -621,6 +623,43 @@ static void xdp_tx_abort(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 		x->tx_free[x->tx_free_n++] = f[i].cookie;
 }
 
+/*
+ * Frames of several chunks are sent placed (tx_layout.h, the layout of xdp_tx_descs) only in the IPv4
+ * layer (where peer.port carries flags) with TX metadata room and the checksum offloaded: the software
+ * checksum (xdp_l4_csum) reads the frame contiguous.
+ */
+static bool xdp_tx_placeable(const struct xdp_nic *x)
+{
+	return x->l3 && x->tx_frags > 1 && x->tx_gap && x->tx_csum_offload;
+}
+
+/* vd_nic_tx_pieces: the chunk layout xdp_tx_descs gives a frame, where placeable; else the contiguous view. */
+static int xdp_tx_pieces(struct vd_nic *nic, const struct vd_frame *f, uint32_t off, uint32_t len,
+			 struct iovec *iov, unsigned max)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	if (off > x->tx_cap || len > x->tx_cap - off)
+		return -EMSGSIZE;
+	if (!xdp_tx_placeable(x)) {
+		if (!len)
+			return 0;
+		if (!max)
+			return -ENOSPC;
+		iov[0].iov_base = x->umem + f->cookie + x->tx_off + x->tx_hdr + off;
+		iov[0].iov_len = len;
+		return 1;
+	}
+	struct vd__tx_layout l = {
+		.base = x->umem + f->cookie + x->tx_off,
+		.chunk0 = x->umem + f->cookie,
+		.first = x->frame_size - x->tx_off,
+		.stride = x->frame_size,
+		.gap = x->tx_gap,
+		.cap = x->tx_hdr + x->tx_cap,
+	};
+	return vd__tx_layout_pieces(&l, x->tx_hdr + off, len, iov, max);
+}
+
 /* The ports section (below): spare ephemeral ports and the batch asked for ahead. */
 static void xdp_spares_free(struct xdp_nic *x);
 static void xdp_refill_collect(struct xdp_nic *x, int timeout_ms);
@@ -771,7 +810,8 @@ static uint32_t xdp_tx_reserve(struct xdp_nic *x, const struct vd_frame *f, unsi
  * up by k * tx_gap bytes each, last first (a memmove of what is beyond the first chunk, only for frames
  * that span chunks; tx_cap keeps the room for it at the buffer's end).
  */
-static uint32_t xdp_tx_descs(struct xdp_nic *x, uint32_t slot, uint64_t addr, uint32_t flen, uint32_t opts)
+static uint32_t xdp_tx_descs(struct xdp_nic *x, uint32_t slot, uint64_t addr, uint32_t flen, uint32_t opts,
+			     bool placed)
 {
 	struct xdp_desc *d = vd__xsk_ring_desc(&x->tx, slot);
 	uint32_t first = x->frame_size - x->tx_off;
@@ -791,7 +831,7 @@ static uint32_t xdp_tx_descs(struct xdp_nic *x, uint32_t slot, uint64_t addr, ui
 	for (uint32_t k = n; k >= 1; k--) {
 		uint32_t off = (k - 1) * per, len = rest - off < per ? rest - off : per;
 		uint64_t at = addr + (uint64_t)k * x->frame_size + x->tx_gap;
-		if (x->tx_gap)
+		if (x->tx_gap && !placed) /* placed: the caller wrote it there (vd_nic_tx_pieces) */
 			memmove(x->umem + at, src + off, len);
 		d = vd__xsk_ring_desc(&x->tx, slot + k);
 		d->addr = at;
@@ -820,11 +860,12 @@ static int xdp_tx_burst_l3(struct xdp_nic *x, struct vd_frame *f, unsigned n)
 		struct xdp_tx_meta m = { 0 };
 		uint32_t opts = 0;
 		vd__frame_build_eth(pkt, mac, x->tmpl.src_mac);
-		if (f[i].peer.port == VD_NIC_TX_L4_CSUM && xdp_l4_csum(x, pkt + VD_ETH_HLEN, f[i].len, &m)) {
+		if ((f[i].peer.port & VD_NIC_TX_L4_CSUM) && xdp_l4_csum(x, pkt + VD_ETH_HLEN, f[i].len, &m)) {
 			memcpy(pkt - sizeof(m), &m, sizeof(m));
 			opts = XDP_OPT_TX_METADATA;
 		}
-		used += xdp_tx_descs(x, idx + used, addr, VD_ETH_HLEN + f[i].len, opts);
+		bool placed = (f[i].peer.port & VD_NIC_TX_PLACED) && xdp_tx_placeable(x);
+		used += xdp_tx_descs(x, idx + used, addr, VD_ETH_HLEN + f[i].len, opts, placed);
 		queued++;
 		bytes += f[i].len;
 	}
@@ -875,7 +916,7 @@ static int xdp_tx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 			memcpy(pkt - sizeof(m), &m, sizeof(m));
 			opts = XDP_OPT_TX_METADATA;
 		}
-		used += xdp_tx_descs(x, idx + used, addr, flen, opts);
+		used += xdp_tx_descs(x, idx + used, addr, flen, opts, false);
 		queued++;
 		bytes += f[i].len;
 	}
@@ -1438,6 +1479,7 @@ static const struct vd_nic_ops xdp_ops = {
 	.now_ns = xdp_now_ns,
 	.close = xdp_close,
 	.port_add = xdp_port_add,
+	.tx_pieces = xdp_tx_pieces,
 	.port_del = xdp_port_del,
 };
 

@@ -125,8 +125,27 @@ static int emit(struct vd__tcp *t, uint32_t lip, uint32_t rip, uint16_t lport, u
 	h[18] = h[19] = 0;   /* urgent pointer: we never send urgent data */
 	if (optlen)
 		memcpy(h + TCP_HLEN, opt, optlen);
-	if (dlen)
-		vd__ring_read(ring, off, h + thl, dlen);
+	uint16_t placed = 0;
+	if (dlen) {
+		/*
+		 * The data goes from the send ring straight where the nic sends it from (nic.h vd_nic_tx_pieces:
+		 * on xdp with jumbo frames, each chunk past the first from its metadata room on), so the nic
+		 * moves nothing before sending. Cannot fail for a segment that fits the buffer (checked above)
+		 * and at most VD_NIC_TX_PIECES_MAX pieces; the contiguous copy remains should it ever.
+		 */
+		struct iovec pc[VD_NIC_TX_PIECES_MAX];
+		int np = vd_nic_tx_pieces(t->nic, f, IP_HLEN + thl, dlen, pc, VD_NIC_TX_PIECES_MAX);
+		if (np > 1) {
+			uint32_t at = off;
+			for (int i = 0; i < np; i++) {
+				vd__ring_read(ring, at, pc[i].iov_base, (uint32_t)pc[i].iov_len);
+				at += (uint32_t)pc[i].iov_len;
+			}
+			placed = VD_NIC_TX_PLACED;
+		} else {
+			vd__ring_read(ring, off, h + thl, dlen);
+		}
+	}
 	/* RFC 9293 3.1: checksum over the pseudo-header (addresses, zero, protocol, TCP length) and segment */
 	uint8_t ph[12];
 	memcpy(ph, &lip, 4);
@@ -144,7 +163,7 @@ static int emit(struct vd__tcp *t, uint32_t lip, uint32_t rip, uint16_t lport, u
 		 */
 		uint16_t ps = (uint16_t)~vd__csum_fold(sum);
 		memcpy(h + 16, &ps, 2);
-		f->peer.port = VD_NIC_TX_L4_CSUM;
+		f->peer.port = VD_NIC_TX_L4_CSUM | placed;
 	} else {
 		uint16_t cs = vd__csum_fold(vd__csum_partial(h, thl, sum));
 		memcpy(h + 16, &cs, 2);
