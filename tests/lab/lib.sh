@@ -14,29 +14,30 @@ ko() {
 	return 0
 }
 
-# check NAME CMD...: passes when CMD succeeds; its output is shown when it fails, and kept in check_output
-# until the next check. CMD runs in this shell; its output goes through a file (not a pipe, which a daemon it
-# starts could hold open).
+# capture CMD...: runs CMD in this shell and keeps its output in check_output; returns CMD's status. The
+# output goes through a file, not a pipe, which a daemon CMD starts could hold open.
 check_output=
-check() {
-	local name=$1 out rc=0
-	shift
+capture() {
+	local out rc=0
 	out=$(mktemp)
 	"$@" >"$out" 2>&1 || rc=$?
 	check_output=$(cat "$out")
 	rm -f "$out"
-	if [ "$rc" -eq 0 ]; then ok "$name"; else ko "$name"; printf '%s\n' "$check_output" | tail -n 20 | sed 's/^/     | /'; fi
+	return "$rc"
 }
 
-# check_not NAME CMD...: passes when CMD fails; its output kept in check_output.
-check_not() {
-	local name=$1 out rc=0
+# check NAME CMD...: passes when CMD succeeds; its output (check_output) is shown when it fails.
+check() {
+	local name=$1
 	shift
-	out=$(mktemp)
-	"$@" >"$out" 2>&1 || rc=$?
-	check_output=$(cat "$out")
-	rm -f "$out"
-	if [ "$rc" -eq 0 ]; then ko "$name"; else ok "$name"; fi
+	if capture "$@"; then ok "$name"; else ko "$name"; printf '%s\n' "$check_output" | tail -n 20 | sed 's/^/     | /'; fi
+}
+
+# check_not NAME CMD...: passes when CMD fails.
+check_not() {
+	local name=$1
+	shift
+	if capture "$@"; then ko "$name"; else ok "$name"; fi
 }
 
 # finish [NOTE]: prints the summary line; returns 0 when no check failed (the script's exit status).
