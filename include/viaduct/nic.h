@@ -203,10 +203,11 @@ VD_API void vd_nic_stats(const struct vd_nic *nic, struct vd_nic_stats *out);
  * number are freed at once (a restarted server binds again, as SO_REUSEADDR allows with the kernel).
  * On xdp, to keep viaductd off the path of each connection: ephemeral ports are reserved several at a
  * time and the ones not handed out yet wait in the nic (given back when it closes; held like the rest if
- * the process dies first), and a del with a hold is sent without waiting for viaductd's answer: it
- * returns 0, the hold is in place before any later request of this process is served, and a hold
- * viaductd refuses (too many held ports) leaves the port with the endpoint (held when it goes) and is
- * counted, not returned. A del without a hold still waits: the port is free when it returns.
+ * the process dies first), and a del with a hold returns 0 without waiting for viaductd: holds are
+ * gathered into one message (sent within about 1 ms of progress, when the process waits in the nic,
+ * before any later request of this process and at close), the nic drops the port's frames itself until
+ * then, and a hold viaductd refuses (too many held ports) leaves the port with the endpoint (held when it
+ * goes) and is counted, not returned. A del without a hold still waits: the port is free when it returns.
  */
 VD_API int vd_nic_port_add(struct vd_nic *nic, int proto, uint16_t *port_be);
 VD_API int vd_nic_port_del(struct vd_nic *nic, int proto, uint16_t port_be, uint32_t hold_ms);

@@ -102,6 +102,10 @@ struct xdp_map {
 	size_t len;
 };
 
+/* Port holds gathered into one message to viaductd, and for how long at most (the ports section below). */
+#define XDP_HOLD_GATHER 16u
+#define XDP_HOLD_WAIT_NS 1000000ull
+
 struct xdp_nic {
 	struct vd_nic nic; /* first: the generic layer's view */
 
@@ -158,6 +162,10 @@ struct xdp_nic {
 	uint32_t refill_seq;        /* an EP_PORTS_ADD sent ahead, its reply not read yet (0: none) */
 	int refill_proto;
 	uint32_t batches[2];        /* EP_PORTS_ADD replies taken */
+	/* Holds gathered for one quiet EP_PORTS_DEL (xdp_port_del), [0] TCP, [1] UDP: hold_ms and since when */
+	uint16_t held[2][XDP_HOLD_GATHER];
+	uint32_t n_held[2], held_ms[2];
+	uint64_t held_since[2];
 	bool tx_csum_offload;       /* the device completes UDP checksums (TX metadata) */
 	uint32_t ifindex;
 
@@ -285,6 +293,15 @@ static void xdp_learn(struct xdp_nic *x, uint32_t src_ip_be, const uint8_t *src_
 	vd__neigh_put(&x->neigh, src_ip_be, src_mac, vd__mono_ns() + XDP_NEIGH_TTL_NS);
 }
 
+/* Is port_be (protocol index ix) one whose hold is gathered and not sent to viaductd yet (xdp_port_del)? */
+static bool xdp_held(const struct xdp_nic *x, unsigned ix, uint16_t port_be)
+{
+	for (uint32_t i = 0; i < x->n_held[ix]; i++)
+		if (x->held[ix][i] == port_be)
+			return true;
+	return false;
+}
+
 /*
  * IPv4 layer: the packet from its IPv4 header. The dispatcher steers only (address, protocol, port)
  * entries of this endpoint here, but the frame's bytes are still checked (they came from the wire, and
@@ -296,6 +313,8 @@ static bool xdp_accept_l3(struct xdp_nic *x, const uint8_t *l2, uint32_t len, st
 	struct vd__ipv4_view v;
 	if (vd__frame_parse_ipv4(l2, len, &v) != 0 || v.dst_ip_be != x->nic.local.ip)
 		return false;
+	if ((x->n_held[0] | x->n_held[1]) && xdp_held(x, v.proto == VD_IPPROTO_TCP ? 0 : 1, v.dst_port_be))
+		return false; /* given back with a hold not sent yet: dropped, as viaductd will (xdp_port_del) */
 	xdp_learn(x, v.src_ip_be, l2 + 6);
 	f->data = (void *)(l2 + VD_ETH_HLEN);
 	f->len = v.tot_len;
@@ -662,6 +681,8 @@ static int xdp_tx_pieces(struct vd_nic *nic, const struct vd_frame *f, uint32_t 
 
 /* The ports section (below): spare ephemeral ports and the batch asked for ahead. */
 static void xdp_spares_free(struct xdp_nic *x);
+static void xdp_holds_age(struct xdp_nic *x);
+static void xdp_holds_send_all(struct xdp_nic *x);
 static void xdp_refill_collect(struct xdp_nic *x, int timeout_ms);
 
 /* Asks viaductd for the next-hop MAC of ip (blocking: the first frame to a new peer waits for it). */
@@ -941,6 +962,8 @@ static int xdp_flush(struct vd_nic *nic)
 {
 	struct xdp_nic *x = xdp_of(nic);
 	int ret = 0;
+	if (x->n_held[0] | x->n_held[1])
+		xdp_holds_age(x);
 	/*
 	 * Nothing queued since the kernel was last seen to have taken everything (cached_cons is the TX
 	 * consumer index as last read; cached_prod, all submitted outside xdp_tx_burst*, our producer):
@@ -997,6 +1020,8 @@ static int xdp_wait(struct vd_nic *nic, int timeout_ms)
 	struct xdp_nic *x = xdp_of(nic);
 	if (xdp_ready(x))
 		return 1;
+	if (x->n_held[0] | x->n_held[1])
+		xdp_holds_send_all(x); /* about to sleep: gathered holds do not wait for us to wake */
 	if (vd__xsk_prod_outstanding(&x->tx)) {
 		int err = xdp_flush(nic); /* frames left behind by a transient flush failure */
 		if (err < 0)
@@ -1280,15 +1305,20 @@ static int xdp_setup(struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
  *   reply unless it failed, and no wait for it. The daemon serves a connection's requests in order, so
  *   whatever this process asks later sees the hold in place; error replies are skipped and counted by
  *   vd__ctl_wait / vd__ctl_drain (vd__ctl_async_failed). A failed hold leaves the port the endpoint's,
- *   which viaductd holds when the endpoint goes. (Gathering several into one message would save daemon
- *   wakeups, but the port would stay steered here, not dropped, until the message goes: nic.h promises
- *   the hold from the call on.)
+ *   which viaductd holds when the endpoint goes.
+ * - and holds are gathered: one message for up to XDP_HOLD_GATHER ports, sent when that many are waiting,
+ *   when the oldest has waited XDP_HOLD_WAIT_NS (checked at each flush, i.e. each progress pass), before
+ *   the process sleeps in xdp_wait, before any other request to viaductd and at close. A connect+close loop otherwise woke the daemon once per
+ *   connection, and on a small host that wake-up takes the CPU from the client or its server (the
+ *   connect+close p99). Until the message goes the port is still steered here, so the nic drops its
+ *   frames itself (xdp_accept_l3), as viaductd's hold will: the hold holds from the call on, as nic.h
+ *   says. A process that dies first leaves its ephemeral ports to viaductd, which holds them anyway.
  * Ports given back without a hold stay synchronous: the caller may expect the port free (for a kernel
  * socket) on return. Every synchronous call first collects an outstanding batch, whose reply it would
  * otherwise skip.
  */
 #define XDP_BATCH_MIN 4u
-#define XDP_BATCH_MAX 8u
+#define XDP_BATCH_MAX 32u
 #define XDP_DRAIN_EVERY 32u   /* quiet requests between two non-blocking reads of their error replies */
 
 static unsigned proto_ix(int proto)
@@ -1336,6 +1366,7 @@ static int xdp_refill_send(struct xdp_nic *x, int proto)
 	struct vd_ctl_ep_ports_req req = { .ep_id = x->ep_id, .proto = (uint8_t)proto };
 
 	unsigned ix = proto_ix(proto);
+	xdp_holds_send_all(x); /* the daemon wakes for this request anyway */
 	if (x->batch[ix] < XDP_BATCH_MIN)
 		x->batch[ix] = XDP_BATCH_MIN;
 	req.count = (uint16_t)x->batch[ix];
@@ -1355,6 +1386,7 @@ static int xdp_port_call(struct xdp_nic *x, uint16_t type, int proto, uint16_t p
 	};
 	char buf[sizeof(struct vd_ctl_hdr) + VD_CTL_REASON_MAX + 64];
 	struct vd_ctl_reply rep;
+	xdp_holds_send_all(x); /* served before this request, as if sent at their calls */
 	xdp_refill_collect(x, XDP_CTL_TIMEOUT_MS);
 	int err = vd__ctl_call(x->ctl_fd, type, &req, sizeof(req), buf, sizeof(buf), &rep, XDP_CTL_TIMEOUT_MS);
 	for (unsigned i = 0; i < rep.nfds; i++) /* none expected */
@@ -1386,11 +1418,38 @@ static int xdp_ports_del_quiet(struct xdp_nic *x, int proto, const uint16_t *por
 	return vd__ctl_send(x->ctl_fd, VD_CTL_EP_PORTS_DEL, &req, sizeof(req));
 }
 
+/* The gathered holds of protocol index ix leave in one quiet EP_PORTS_DEL. A send that fails leaves the ports
+ * the endpoint's, which viaductd holds when it goes (as for a refused hold). */
+static void xdp_holds_send(struct xdp_nic *x, unsigned ix)
+{
+	if (!x->n_held[ix])
+		return;
+	(void)xdp_ports_del_quiet(x, ix == 0 ? IPPROTO_TCP : IPPROTO_UDP, x->held[ix], x->n_held[ix], x->held_ms[ix]);
+	x->n_held[ix] = 0;
+}
+
+static void xdp_holds_send_all(struct xdp_nic *x)
+{
+	xdp_holds_send(x, 0);
+	xdp_holds_send(x, 1);
+}
+
+/* From xdp_flush, while holds are gathered: those that waited XDP_HOLD_WAIT_NS leave. */
+static void xdp_holds_age(struct xdp_nic *x)
+{
+	uint64_t now = vd__mono_ns();
+	for (unsigned ix = 0; ix < 2; ix++)
+		if (x->n_held[ix] && now - x->held_since[ix] >= XDP_HOLD_WAIT_NS)
+			xdp_holds_send(x, ix);
+}
+
 /* At close: the unused spares go back at once (a hold would keep ports no connection ever used). */
 static void xdp_spares_free(struct xdp_nic *x)
 {
-	if (x->ctl_fd >= 0)
+	if (x->ctl_fd >= 0) {
+		xdp_holds_send_all(x);
 		xdp_refill_collect(x, XDP_CTL_TIMEOUT_MS);
+	}
 	for (unsigned ix = 0; ix < 2 && x->ctl_fd >= 0; ix++) {
 		if (x->n_spare[ix])
 			(void)xdp_ports_del_quiet(x, ix == 0 ? IPPROTO_TCP : IPPROTO_UDP, x->spare[ix], x->n_spare[ix], 0);
@@ -1462,8 +1521,19 @@ static int xdp_port_del(struct vd_nic *nic, int proto, uint16_t port_be, uint32_
 		hold_ms = VD_CTL_HOLD_MAX_MS; /* the daemon's bound (protocol: larger is malformed) */
 	/* Quiet only to a daemon known to have EP_PORTS_DEL (it answered an EP_PORTS_ADD): an older one
 	 * would refuse it, and the hold would be lost. */
-	if (hold_ms && !x->no_batch && x->batches[0] + x->batches[1])
-		return xdp_ports_del_quiet(x, proto, &port_be, 1, hold_ms);
+	if (hold_ms && !x->no_batch && x->batches[0] + x->batches[1]) {
+		unsigned ix = proto_ix(proto);
+		if (x->n_held[ix] && x->held_ms[ix] != hold_ms)
+			xdp_holds_send(x, ix); /* one hold_ms per message */
+		if (!x->n_held[ix]) {
+			x->held_ms[ix] = hold_ms;
+			x->held_since[ix] = vd__mono_ns();
+		}
+		x->held[ix][x->n_held[ix]++] = port_be;
+		if (x->n_held[ix] == XDP_HOLD_GATHER)
+			xdp_holds_send(x, ix);
+		return 0;
+	}
 	return xdp_port_call(x, VD_CTL_EP_PORT_DEL, proto, port_be, hold_ms, NULL);
 }
 
