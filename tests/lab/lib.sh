@@ -40,6 +40,23 @@ check_not() {
 	if capture "$@"; then ko "$name"; else ok "$name"; fi
 }
 
+# lab_scratch LAB...: a scratch directory $tmp (mode 755: test programs may run as uid 65534) and exit
+# and signal traps that kill this script's background jobs still running (jobs -p: not reaped yet, so the
+# pids are ours), take the named labs down and remove $tmp.
+lab_scratch() {
+	tmp=$(mktemp -d)
+	chmod 755 "$tmp"
+	scratch_labs=("$@")
+	trap scratch_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+scratch_cleanup() {
+	local p l
+	for p in $(jobs -p); do kill -9 "$p" 2>/dev/null; done
+	for l in "${scratch_labs[@]}"; do "$V" lab down --name "$l" >/dev/null 2>&1; done
+	rm -rf "$tmp"
+}
+
 # finish [NOTE]: prints the summary line; returns 0 when no check failed (the script's exit status).
 finish() {
 	echo "$passed passed, $failed failed${1:+ $1}"

@@ -25,17 +25,7 @@ for b in "$V" "$PEER" "$PROBE" "$SOCK"; do [ -x "$b" ] || { echo "test_jumbo: $b
 command -v python3 >/dev/null || { echo "test_jumbo: needs python3" >&2; exit 1; }
 
 . "$(dirname "$0")/lib.sh"
-tmp=$(mktemp -d)
-chmod 755 "$tmp"   # the test programs run as uid 65534
-cleanup() {
-	local p
-	for p in $(jobs -p); do kill -9 "$p" 2>/dev/null; done
-	"$V" lab down --name "$LAB" >/dev/null 2>&1
-	"$V" lab down --name "$BIG" >/dev/null 2>&1
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+lab_scratch "$LAB" "$BIG"
 
 "$V" lab down --name "$LAB" >/dev/null 2>&1
 "$V" lab up --name "$LAB" --mtu 9000 --group nogroup >/dev/null || { echo "FAIL lab up --mtu 9000"; exit 1; }

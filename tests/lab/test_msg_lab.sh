@@ -24,18 +24,7 @@ NETEM="loss 5% duplicate 1% reorder 25% delay 100us corrupt 1%"
 for b in "$V" "$PEER"; do [ -x "$b" ] || { echo "test_msg_lab: $b not built" >&2; exit 1; }; done
 
 . "$(dirname "$0")/lib.sh"
-tmp=$(mktemp -d)
-chmod 755 "$tmp"   # the test programs run as uid 65534
-cleanup() {
-	local p
-	# Only our own background programs still running (jobs -p: not yet reaped, so the pid is ours).
-	for p in $(jobs -p); do kill -9 "$p" 2>/dev/null; done
-	"$V" lab down --name "$CLEAN" >/dev/null 2>&1
-	"$V" lab down --name "$IMP" >/dev/null 2>&1
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+lab_scratch "$CLEAN" "$IMP"
 start=$(date +%s)
 
 "$V" lab down --name "$CLEAN" >/dev/null 2>&1

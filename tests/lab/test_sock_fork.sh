@@ -20,16 +20,7 @@ for b in "$V" "$PROG"; do [ -x "$b" ] || { echo "test_sock_fork: $b not built" >
 command -v python3 >/dev/null || { echo "test_sock_fork: needs python3" >&2; exit 1; }
 
 . "$(dirname "$0")/lib.sh"
-tmp=$(mktemp -d)
-chmod 755 "$tmp"
-cleanup() {
-	local p
-	for p in $(jobs -p); do kill -9 "$p" 2>/dev/null; done
-	"$V" lab down --name "$LAB" >/dev/null 2>&1
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+lab_scratch "$LAB"
 
 cat >"$tmp/kpeer.py" <<'PY'
 import socket, sys, time

@@ -30,17 +30,7 @@ for b in "$V" "$PEER"; do [ -x "$b" ] || { echo "test_sock_interop: $b not built
 command -v python3 >/dev/null || { echo "test_sock_interop: needs python3" >&2; exit 1; }
 
 . "$(dirname "$0")/lib.sh"
-tmp=$(mktemp -d)
-chmod 755 "$tmp"   # sock_peer runs as uid 65534
-cleanup() {
-	local p
-	for p in $(jobs -p); do kill -9 "$p" 2>/dev/null; done
-	"$V" lab down --name "$LAB" >/dev/null 2>&1
-	"$V" lab down --name "$CLEAN" >/dev/null 2>&1
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+lab_scratch "$LAB" "$CLEAN"
 
 # The kernel side: plain python3 sockets.
 cat >"$tmp/kpeer.py" <<'PY'
