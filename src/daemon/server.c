@@ -20,7 +20,9 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -54,6 +56,7 @@ struct vd_conn {
 };
 
 static struct vd_evsrc listener = { .fd = -1 };
+static struct vd_evsrc listen_pause = { .fd = -1 }; /* timerfd: re-arms the listener (listener_out_of_fds) */
 static char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static struct vd_conn *conns;
 static unsigned n_conns;
@@ -388,6 +391,43 @@ static void conn_destroy(struct vd_conn *c)
 	free(c);
 }
 
+/*
+ * Out of descriptors with a client waiting: the listener stays readable, so returning would bring the
+ * event straight back and spin the loop at 100% CPU, starving every client already connected. The
+ * listener is taken out of the loop for LISTEN_PAUSE_MS instead (the timerfd was made at start-up, when
+ * a descriptor could still be had); waiting clients stay in the backlog and are served once descriptors
+ * are free again. Said at most once a second.
+ */
+#define LISTEN_PAUSE_MS 100
+
+static void listener_out_of_fds(void)
+{
+	static time_t said;
+	static unsigned long pauses;
+	time_t now = time(NULL);
+	struct itimerspec its = { .it_value.tv_nsec = LISTEN_PAUSE_MS * 1000000L };
+
+	pauses++;
+	if (now != said) {
+		said = now;
+		vd__warn("out of file descriptors: not accepting control connections for %d ms (%lu times so far)",
+			 LISTEN_PAUSE_MS, pauses);
+	}
+	/* Without the timer (it could not be made) the listener stays in: the next event retries. */
+	if (listen_pause.fd >= 0 && timerfd_settime(listen_pause.fd, 0, &its, NULL) == 0)
+		vd__loop_mod(&listener, 0);
+}
+
+static void listen_pause_event(struct vd_evsrc *src, uint32_t events)
+{
+	uint64_t ticks;
+
+	(void)events;
+	if (read(src->fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+		vd__warn("listener pause timer: %s", strerror(errno));
+	vd__loop_mod(&listener, EPOLLIN);
+}
+
 static void listener_event(struct vd_evsrc *src, uint32_t events)
 {
 	for (int i = 0; i < 64; i++) {
@@ -396,8 +436,11 @@ static void listener_event(struct vd_evsrc *src, uint32_t events)
 		socklen_t cl = sizeof(cred);
 		struct vd_conn *c;
 
-		if (fd < 0)
-			return; /* EAGAIN, or a transient error (EMFILE...): retried on the next event */
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				listener_out_of_fds();
+			return; /* EAGAIN, or a transient error: retried on the next event */
+		}
 		if (n_conns >= VD_CTL_MAX_CONNS) {
 			vd__warn("too many control connections (%u): refusing one", n_conns);
 			close(fd);
@@ -503,6 +546,10 @@ int vd__server_start(const struct vd_server_opts *o)
 	listener.fd = fd;
 	listener.cb = listener_event;
 	err = vd__loop_add(&listener, EPOLLIN);
+	listen_pause.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	listen_pause.cb = listen_pause_event;
+	if (!err)
+		err = listen_pause.fd < 0 ? -errno : vd__loop_add(&listen_pause, EPOLLIN);
 	if (err) {
 		vd__server_stop();
 		return err;
@@ -520,5 +567,10 @@ void vd__server_stop(void)
 		close(listener.fd);
 		listener.fd = -1;
 		unlink(sock_path);
+	}
+	if (listen_pause.fd >= 0) {
+		vd__loop_del(&listen_pause);
+		close(listen_pause.fd);
+		listen_pause.fd = -1;
 	}
 }

@@ -243,6 +243,28 @@ stall_test() {
 }
 check "a client flooding requests without reading does not stall others" stall_test
 
+# ---- out of file descriptors: the daemon pauses its listener instead of spinning -------------------------
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+emfile_test() {
+	local pid nofile t0 t1 client rc
+	pid=$(daemon_pid)
+	nofile=$(prlimit --pid "$pid" --nofile --noheadings --raw -o SOFT,HARD)
+	# Below the descriptors it holds already: every accept4 fails with EMFILE until the limit is back.
+	prlimit --pid "$pid" --nofile=8:"${nofile#* }"
+	timeout 10 ip netns exec "$NS0" "$PY" "$PROBE" --socket "$SOCK" stat >/dev/null 2>&1 &
+	client=$!
+	t0=$(cpu_ticks "$pid")
+	sleep 2
+	t1=$(cpu_ticks "$pid")
+	prlimit --pid "$pid" --nofile="${nofile% *}:${nofile#* }"
+	wait $client
+	rc=$?
+	echo "daemon cpu $((t1 - t0)) ticks in 2 s out of descriptors; waiting client exit $rc once they are back"
+	[ $((t1 - t0)) -lt 40 ] && [ "$rc" = 0 ]
+}
+check "out of descriptors: the daemon does not spin; the waiting client is served once they are back" emfile_test
+grep -q "out of file descriptors" "$LOG" && ok "running out of descriptors is logged" || ko "running out of descriptors is logged" "$LOG"
+
 # ---- kernel traffic untouched while viaductd runs (with an endpoint open) ---------------------------
 probe_bg "$TMP/bg" open --hold
 wait_for "$TMP/bg" ready || true
