@@ -8,6 +8,9 @@
  * rx_ring_full from XDP_STATISTICS); tx and malformed are the library's counts from the shared page. Then
  * the sockets layer's counters of each endpoint (open TCP and UDP sockets, sockets handed to the kernel)
  * with the ports added to it, and the ports viaductd holds (TCP TIME-WAIT after an endpoint let them go).
+ * Last, per interface, what viaductd keeps ready ahead of requests (src/daemon/ringpool.c, port.c): spare
+ * endpoint ids with their steering rings installed, ring installs/removals under way, a spare pre-faulted
+ * UMEM, pooled ephemeral ports (of the pool's target), and the number of held ports.
  * The JSON object carries every raw counter.
  */
 #include <arpa/inet.h>
@@ -30,6 +33,8 @@ struct stat_data {
 	struct vd_ctl_stat_iface ifaces[VD_CTL_MAX_IFACES];
 	struct vd_ctl_stat_ep *eps; /* hdr.n_eps entries */
 	struct vd_ctl_stat_port *ports; /* hdr.n_ports entries */
+	struct vd_ctl_stat_spares spares[VD_CTL_MAX_IFACES];
+	int has_spares; /* the daemon sent them (one before them ends its reply with the ports) */
 };
 
 static const char *xdp_mode_name(uint32_t m)
@@ -93,6 +98,11 @@ static int fetch(const char *path, struct stat_data *d, const char **why)
 	if (!d->ports)
 		return -ENOMEM;
 	memcpy(d->ports, p, d->hdr.n_ports * sizeof(*d->ports));
+	p += d->hdr.n_ports * sizeof(*d->ports);
+	/* vd__ctl_check let through exactly the records, with the spares section or without. */
+	d->has_spares = (size_t)(p - (const char *)rep.payload) < rep.payload_len;
+	if (d->has_spares)
+		memcpy(d->spares, p, d->hdr.n_ifaces * sizeof(d->spares[0]));
 	return 0;
 }
 
@@ -152,6 +162,34 @@ static void print_ports(const struct stat_data *d)
 	print_held(d);
 }
 
+/* "8.0M": a byte count the way the spares table shows it; "-" for none. */
+static void mib_str(uint64_t bytes, char *buf, size_t cap)
+{
+	if (bytes)
+		snprintf(buf, cap, "%.1fM", (double)bytes / (1024.0 * 1024.0));
+	else
+		snprintf(buf, cap, "-");
+}
+
+static void print_spares(const struct stat_data *d)
+{
+	char umem[24], tcp[24], udp[24];
+
+	if (!d->has_spares)
+		return;
+	printf("\nready ahead in viaductd (spare endpoint ids with steering rings, UMEM, ephemeral ports):\n");
+	printf("%-10s %9s %9s %10s %11s %9s %8s %8s\n", "IFACE", "SPARE_EPS", "RING_JOBS", "SPARE_UMEM", "POOL_TCP",
+	       "POOL_UDP", "HELD_TCP", "HELD_UDP");
+	for (uint32_t i = 0; i < d->hdr.n_ifaces; i++) {
+		const struct vd_ctl_stat_spares *sp = &d->spares[i];
+		mib_str(sp->spare_umem_bytes, umem, sizeof(umem));
+		snprintf(tcp, sizeof(tcp), "%" PRIu32 "/%" PRIu32, sp->pool_tcp, sp->pool_tcp_target);
+		snprintf(udp, sizeof(udp), "%" PRIu32 "/%" PRIu32, sp->pool_udp, sp->pool_udp_target);
+		printf("%-10s %9" PRIu32 " %9" PRIu32 " %10s %11s %9s %8" PRIu32 " %8" PRIu32 "\n", d->ifaces[i].ifname,
+		       sp->spare_eps, sp->ring_jobs, umem, tcp, udp, sp->held_tcp, sp->held_udp);
+	}
+}
+
 static void print_text(const struct stat_data *d)
 {
 	char ip[INET_ADDRSTRLEN];
@@ -168,6 +206,7 @@ static void print_text(const struct stat_data *d)
 		       f->ifname, ip, f->mtu, f->queues, xdp_mode_name(f->xdp_mode), f->passed, f->malformed,
 		       f->steered, f->redirected, f->ring_full, f->too_big);
 	}
+	print_spares(d);
 	if (d->hdr.n_eps == 0) {
 		printf("\nno endpoints\n");
 		print_held(d);
@@ -217,9 +256,19 @@ static void print_json(const struct stat_data *d)
 		printf(", \"ifindex\": %" PRIu32 ", \"ip\": \"%s\", \"mtu\": %" PRIu32 ", \"queues\": %" PRIu32
 		       ", \"xdp_mode\": \"%s\", \"passed\": %" PRIu64 ", \"malformed\": %" PRIu64
 		       ", \"steered\": %" PRIu64 ", \"redirected\": %" PRIu64 ", \"ring_full\": %" PRIu64
-		       ", \"too_big\": %" PRIu64 ", \"held\": %" PRIu64 "}",
+		       ", \"too_big\": %" PRIu64 ", \"held\": %" PRIu64,
 		       f->ifindex, ip, f->mtu, f->queues, xdp_mode_name(f->xdp_mode), f->passed, f->malformed,
 		       f->steered, f->redirected, f->ring_full, f->too_big, f->held);
+		if (d->has_spares) {
+			const struct vd_ctl_stat_spares *sp = &d->spares[i];
+			printf(", \"spare_eps\": %" PRIu32 ", \"ring_jobs\": %" PRIu32 ", \"spare_umems\": %" PRIu32
+			       ", \"spare_umem_bytes\": %" PRIu64 ", \"pool_tcp\": %" PRIu32
+			       ", \"pool_tcp_target\": %" PRIu32 ", \"pool_udp\": %" PRIu32 ", \"pool_udp_target\": %" PRIu32 ", \"held_tcp\": %" PRIu32
+			       ", \"held_udp\": %" PRIu32,
+			       sp->spare_eps, sp->ring_jobs, sp->spare_umems, sp->spare_umem_bytes, sp->pool_tcp,
+			       sp->pool_tcp_target, sp->pool_udp, sp->pool_udp_target, sp->held_tcp, sp->held_udp);
+		}
+		printf("}");
 	}
 	printf("], \"endpoints\": [");
 	for (uint32_t i = 0; i < d->hdr.n_eps; i++) {
@@ -260,7 +309,11 @@ static void print_json(const struct stat_data *d)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: viaduct stat [--socket PATH] [--json]\n"
-		   "Interfaces and endpoints of a running viaductd, with their counters.\n"
+		   "Interfaces and endpoints of a running viaductd, with their counters; per interface\n"
+		   "what it keeps ready ahead: SPARE_EPS endpoint ids with a steering ring installed\n"
+		   "(RING_JOBS: rings being installed or removed), a pre-faulted SPARE_UMEM, pooled\n"
+		   "ephemeral ports (POOL_TCP/POOL_UDP: pooled/target), and HELD_TCP/HELD_UDP ports\n"
+		   "held for TIME-WAIT.\n"
 		   "  --socket PATH  the daemon's control socket (default $" VD_CTL_ENV_PATH ", else " VD_CTL_DEFAULT_PATH
 		   ")\n"
 		   "  --json         one JSON object instead of tables\n");

@@ -164,7 +164,8 @@ static int check_stat_rep(const void *p, size_t len)
 	size_t want = sizeof(s) + (size_t)s.n_ifaces * sizeof(struct vd_ctl_stat_iface) +
 		      (size_t)s.n_eps * sizeof(struct vd_ctl_stat_ep) +
 		      (size_t)s.n_ports * sizeof(struct vd_ctl_stat_port);
-	if (len != want)
+	/* The spares section is optional (a daemon before it ends the reply without one). */
+	if (len != want && len != want + (size_t)s.n_ifaces * sizeof(struct vd_ctl_stat_spares))
 		return -EBADMSG;
 	const char *at = (const char *)p + sizeof(s);
 	for (uint32_t i = 0; i < s.n_ifaces; i++, at += sizeof(struct vd_ctl_stat_iface))

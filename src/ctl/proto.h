@@ -213,7 +213,9 @@ struct vd_ctl_ep_ports_rep {
 
 /*
  * STAT reply: vd_ctl_stat_rep, then n_ifaces vd_ctl_stat_iface, then n_eps vd_ctl_stat_ep, then n_ports
- * vd_ctl_stat_port (ports added to endpoints and held ports; as many as fit in one message).
+ * vd_ctl_stat_port (ports added to endpoints and held ports; as many as fit in one message), then
+ * (added later, optional: a daemon without it ends the reply before) n_ifaces vd_ctl_stat_spares, in the
+ * same order as the interfaces.
  */
 #define VD_CTL_MAX_IFACES 16
 #define VD_CTL_MAX_EPS 256
@@ -263,6 +265,17 @@ struct vd_ctl_stat_ep {
 	struct vd_ctl_ep_shared lib;                               /* counted by the library */
 	uint32_t n_ports;                                          /* ports added (all, listed or not) */
 	uint32_t _pad3;
+};
+/* What viaductd holds ahead of time on one interface (src/daemon/ringpool.c, port.c), and its held ports. */
+struct vd_ctl_stat_spares {
+	uint32_t ifindex;
+	uint32_t spare_eps;        /* endpoint ids reserved with a steering ring already in vd_rings */
+	uint32_t ring_jobs;        /* steering rings being installed or removed by the worker thread */
+	uint32_t spare_umems;      /* pre-faulted UMEMs ready (0 or 1) */
+	uint64_t spare_umem_bytes; /* their size */
+	uint32_t pool_tcp, pool_tcp_target; /* ephemeral ports reserved ahead, and how many the pool keeps */
+	uint32_t pool_udp, pool_udp_target;
+	uint32_t held_tcp, held_udp; /* ports held (TIME-WAIT) after their endpoint let them go */
 };
 
 /* ---- codec (src/ctl/codec.c) -------------------------------------------------------------------- */

@@ -156,6 +156,8 @@ bool vd__ringpool_reserved(uint32_t id);
 /* An endpoint leaves id with its ring still in ifc's vd_rings (nothing steered to it any more): the pool
  * replaces or removes it off the loop and keeps the id until then. false: do it yourself, now. */
 bool vd__ringpool_release(struct vd_iface *ifc, uint32_t id);
+/* STAT: ifc's spare ids, ring jobs under way and spare UMEM into out (other fields untouched). */
+void vd__ringpool_stat(const struct vd_iface *ifc, struct vd_ctl_stat_spares *out);
 
 /* ---- port.c ------------------------------------------------------------------------------------ */
 struct vd_port {
@@ -189,6 +191,9 @@ void vd__ep_ports_del_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_e
 void vd__ep_ports_reclaim(struct vd_ep *ep);
 /* STAT: fills up to max records (endpoint ports, then held ones); returns how many. */
 unsigned vd__port_stat(struct vd_ctl_stat_port *out, unsigned max);
+/* STAT: ifc's pooled ephemeral ports (and the pools' targets) and held ports into out (other fields
+ * untouched). */
+void vd__port_pool_stat(const struct vd_iface *ifc, struct vd_ctl_stat_spares *out);
 
 /* ---- neigh.c ----------------------------------------------------------------------------------- */
 int vd__neigh_init(void);

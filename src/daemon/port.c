@@ -919,6 +919,24 @@ void vd__ep_ports_reclaim(struct vd_ep *ep)
 	ep->n_ports = 0;
 }
 
+void vd__port_pool_stat(const struct vd_iface *ifc, struct vd_ctl_stat_spares *out)
+{
+	const struct port_pool *tcp = pool_of(ifc, IPPROTO_TCP), *udp = pool_of(ifc, IPPROTO_UDP);
+
+	out->pool_tcp = tcp ? tcp->n : 0;
+	out->pool_tcp_target = tcp ? tcp->target : 0;
+	out->pool_udp = udp ? udp->n : 0;
+	out->pool_udp_target = udp ? udp->target : 0;
+	out->held_tcp = out->held_udp = 0;
+	for (unsigned h = 0; h < n_held; h++) {
+		const struct vd_port *p = held[h].p;
+		if (p->ifc == ifc && p->proto == IPPROTO_TCP)
+			out->held_tcp++;
+		else if (p->ifc == ifc)
+			out->held_udp++;
+	}
+}
+
 unsigned vd__port_stat(struct vd_ctl_stat_port *out, unsigned max)
 {
 	unsigned n = 0;

@@ -358,6 +358,18 @@ bool vd__ringpool_reserved(uint32_t id)
 	return id < VD_BPF_MAX_EPS && slots[id].state != SLOT_FREE;
 }
 
+void vd__ringpool_stat(const struct vd_iface *ifc, struct vd_ctl_stat_spares *out)
+{
+	int i = iface_ix(ifc);
+
+	out->spare_eps = spares_of(ifc);
+	out->ring_jobs = 0;
+	for (unsigned id = 0; id < VD_BPF_MAX_EPS; id++)
+		out->ring_jobs += slots[id].state == SLOT_WORKING && slots[id].ifc == ifc;
+	out->spare_umems = i >= 0 && umems[i].state == SLOT_SPARE;
+	out->spare_umem_bytes = out->spare_umems ? umems[i].len : 0;
+}
+
 bool vd__ringpool_release(struct vd_iface *ifc, uint32_t id)
 {
 	if (!worker_up || id >= VD_BPF_MAX_EPS || slots[id].state != SLOT_FREE)

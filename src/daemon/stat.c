@@ -2,7 +2,9 @@
 /*
  * VD_CTL_STAT: every managed interface with its dispatcher counters, every endpoint with its owner, RX
  * mode, queue and three sets of counters: the dispatcher's (per-CPU, summed here), the kernel's for its
- * XSK (XDP_STATISTICS) and the library's (the endpoint's shared stats page).
+ * XSK (XDP_STATISTICS) and the library's (the endpoint's shared stats page). Then the ports, and per
+ * interface what the daemon holds ahead of EP_OPEN and port requests (spare ids with their steering
+ * rings, a spare UMEM, pooled ephemeral ports) and the ports it holds for TIME-WAIT.
  */
 #include <errno.h>
 #include <linux/if_xdp.h>
@@ -77,12 +79,13 @@ void vd__stat_req(struct vd_conn *c, uint32_t seq)
 
 	for (unsigned i = 0; i < VD_BPF_MAX_EPS; i++)
 		n_ep += vd__ep_at(i) != NULL;
-	/* 16 interfaces and 256 endpoints fit in VD_CTL_MAX_MSG; ports fill what is left (the endpoint
-	 * records say how many each has, so a reader sees when the list is cut). */
+	/* 16 interfaces and 256 endpoints fit in VD_CTL_MAX_MSG with their spares records; ports fill what
+	 * is left (the endpoint records say how many each has, so a reader sees when the list is cut). */
 	len = sizeof(*hdr) + n_if * sizeof(*si) + n_ep * sizeof(*se);
-	size_t room = VD_CTL_MAX_MSG - sizeof(struct vd_ctl_hdr) - len;
+	size_t spares_len = n_if * sizeof(struct vd_ctl_stat_spares);
+	size_t room = VD_CTL_MAX_MSG - sizeof(struct vd_ctl_hdr) - len - spares_len;
 	unsigned max_ports = (unsigned)(room / sizeof(struct vd_ctl_stat_port));
-	buf = calloc(1, len + (size_t)max_ports * sizeof(struct vd_ctl_stat_port));
+	buf = calloc(1, len + (size_t)max_ports * sizeof(struct vd_ctl_stat_port) + spares_len);
 	if (!buf) {
 		vd__conn_reply(c, VD_CTL_STAT, seq, -ENOMEM, NULL, 0, NULL, 0, "out of memory");
 		return;
@@ -112,6 +115,15 @@ void vd__stat_req(struct vd_conn *c, uint32_t seq)
 	}
 	hdr->n_ports = vd__port_stat((struct vd_ctl_stat_port *)se, max_ports);
 	len += (size_t)hdr->n_ports * sizeof(struct vd_ctl_stat_port);
+	struct vd_ctl_stat_spares *sp = (struct vd_ctl_stat_spares *)(buf + len);
+	for (unsigned i = 0; i < n_if; i++, sp++) {
+		const struct vd_iface *ifc = vd__iface_at(i);
+
+		sp->ifindex = ifc->ifindex;
+		vd__ringpool_stat(ifc, sp);
+		vd__port_pool_stat(ifc, sp);
+	}
+	len += spares_len;
 	vd__conn_reply(c, VD_CTL_STAT, seq, 0, buf, len, NULL, 0, NULL);
 	free(buf);
 }

@@ -34,6 +34,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			memcpy(&h, buf, sizeof(h));
 			if (h.len != size || h.magic != VD_CTL_MAGIC)
 				abort();
+			/* A STAT reply accepted holds exactly its records, with or without the spares
+			 * section: what `viaduct stat` copies out relies on it. */
+			if (reply && h.type == (VD_CTL_STAT | VD_CTL_REPLY) && h.status == 0) {
+				struct vd_ctl_stat_rep s;
+				if (size < sizeof(h) + sizeof(s))
+					abort();
+				memcpy(&s, buf + sizeof(h), sizeof(s));
+				size_t want = sizeof(h) + sizeof(s) +
+					      (size_t)s.n_ifaces * sizeof(struct vd_ctl_stat_iface) +
+					      (size_t)s.n_eps * sizeof(struct vd_ctl_stat_ep) +
+					      (size_t)s.n_ports * sizeof(struct vd_ctl_stat_port);
+				if (s.n_ifaces > VD_CTL_MAX_IFACES ||
+				    (size != want && size != want + s.n_ifaces * sizeof(struct vd_ctl_stat_spares)))
+					abort();
+			}
 		}
 	}
 	free(buf);

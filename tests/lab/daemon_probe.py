@@ -346,6 +346,7 @@ def cmd_steer_rx(a):
 STAT_IF = struct.Struct("<16sI4sIIII7Q")  # ... too_big, held
 STAT_EP = struct.Struct("<III16s4s2sBxI8x7Q9QII")  # lib: 6 counters + sock_tcp, sock_udp, sock_fallback; n_ports
 STAT_PORT = struct.Struct("<II2sBBI")
+STAT_SPARES = struct.Struct("<IIIIQIIIIII")  # vd_ctl_stat_spares, one per interface after the ports
 
 
 def stat(path):
@@ -376,6 +377,13 @@ def stat(path):
         off += STAT_PORT.size
         out["ports"].append(dict(ep_id=v[0], ifindex=v[1], port=struct.unpack(">H", v[2])[0], proto=v[3],
                                  flags=v[4], hold_left_ms=v[5]))
+    if off < len(p):  # the spares section (a daemon before it ends the reply here)
+        for f in out["ifaces"]:
+            v = STAT_SPARES.unpack_from(p, off)
+            off += STAT_SPARES.size
+            f["spares"] = dict(zip(("ifindex", "spare_eps", "ring_jobs", "spare_umems", "spare_umem_bytes",
+                                    "pool_tcp", "pool_tcp_target", "pool_udp", "pool_udp_target", "held_tcp",
+                                    "held_udp"), v))
     assert off == len(p), (off, len(p))
     return out
 

@@ -6,6 +6,8 @@
 # removes their ring. Checks that a spare is never replaced under the endpoint that took it (every
 # process's connections work), that the map ends with exactly the spares (nothing leaks, after normal exits,
 # kill -9 and more endpoints at once than there are spares), and that the daemon reported no failure.
+# `viaduct stat` shows the spares (ids with rings, the UMEM, the port pool, held ports): its numbers must
+# agree with vd_rings and with its own list of held ports.
 #
 # usage: tests/lab/test_ringpool.sh BUILD_DIR     (env VD_TEST_LAB: lab name, default vdCNrp)
 set -uo pipefail
@@ -68,6 +70,53 @@ endpoints() { # endpoints HOST: live endpoints in `viaduct stat`
 	"$V" lab exec --name "$LAB" "$1" -- "$V" stat 2>/dev/null | sed -n 's/.*interface(s), \([0-9]*\) endpoint.*/\1/p'
 }
 
+# spare HOST KEY: KEY of the interface's spares record in `viaduct stat --json` (one interface per host).
+spare() {
+	"$V" lab exec --name "$LAB" "$1" -- "$V" stat --json 2>/dev/null | grep -o "\"$2\": [0-9]*" | head -n 1 |
+		awk '{print $2}'
+}
+
+# wait_spare HOST KEY TEST-OP VALUE: up to 5 s for `[ KEY TEST-OP VALUE ]` (the worker and the port pool
+# fill in the background).
+wait_spare() {
+	local v
+	for _ in $(seq 50); do
+		v=$(spare "$1" "$2")
+		[ -n "$v" ] && [ "$v" "$3" "$4" ] && return 0
+		sleep 0.1
+	done
+	echo "viaduct stat on $1: $2 = '$v', expected $3 $4"
+	"$V" lab exec --name "$LAB" "$1" -- "$V" stat
+	return 1
+}
+
+# stat_agrees_with_map HOST: no endpoint, so every vd_rings entry is a spare: the counts match.
+stat_agrees_with_map() {
+	local s m
+	s=$(spare "$1" spare_eps)
+	m=$(rings_in_map "$1")
+	echo "viaduct stat spare_eps=$s, vd_rings entries=$m, ring_jobs=$(spare "$1" ring_jobs)"
+	[ -n "$s" ] && [ "$s" = "$m" ] && [ "$(spare "$1" ring_jobs)" = 0 ]
+}
+
+# held_agree HOST: the held TCP count equals the held TCP ports `viaduct stat` lists, and is not 0.
+held_agree() {
+	local n l
+	n=$(spare "$1" held_tcp)
+	l=$("$V" lab exec --name "$LAB" "$1" -- "$V" stat --json 2>/dev/null | grep -o '{"proto": "tcp"[^}]*"held": true' |
+		wc -l)
+	echo "held_tcp=$n, held tcp ports listed=$l"
+	[ -n "$n" ] && [ "$n" -gt 0 ] && [ "$n" = "$l" ]
+}
+
+# stat_table HOST: the text output has the spares table with this interface's row.
+stat_table() {
+	"$V" lab exec --name "$LAB" "$1" -- "$V" stat >"$TMP/stat.txt" 2>&1
+	cat "$TMP/stat.txt"
+	grep -q 'SPARE_EPS.*POOL_TCP.*HELD_TCP' "$TMP/stat.txt" &&
+		grep -Eq "^eth0 +$SPARES +0 +[0-9.]+M +[0-9]+/[0-9]+ +[0-9]+/[0-9]+ +[0-9]+ +[0-9]+\$" "$TMP/stat.txt"
+}
+
 "$V" lab down --name "$LAB" >/dev/null 2>&1
 if ! "$V" lab up --name "$LAB" --hosts 2 >"$TMP/up.log" 2>&1; then
 	ko "lab up" "$TMP/up.log"
@@ -76,6 +125,9 @@ if ! "$V" lab up --name "$LAB" --hosts 2 >"$TMP/up.log" 2>&1; then
 fi
 ok "lab up"
 check "spares installed ahead at start-up ($SPARES rings in vd_rings, no endpoint)" wait_rings h0 $SPARES
+check "viaduct stat: $SPARES spare endpoint ids, as many as vd_rings holds" stat_agrees_with_map h0
+check "viaduct stat: a spare UMEM ready" wait_spare h0 spare_umem_bytes -gt 0
+check "viaduct stat: the text output has the spares row" stat_table h0
 
 "$V" lab exec --name "$LAB" h1 -- "$V" run -- "$V" perf conn-server --addr 10.99.0.2:$PORT --seconds 60 \
 	>"$TMP/srv.out" 2>&1 &
@@ -91,6 +143,10 @@ done
 	ko "4 processes one after the other: each one's 30 connections work"
 check "after they exit: back to $SPARES rings (old ones replaced or removed)" wait_rings h0 $SPARES
 check "no endpoint left in viaductd" test "$(endpoints h0)" = 0
+check "viaduct stat after them: spares agree with vd_rings" stat_agrees_with_map h0
+check "viaduct stat: the closed connections' ports are held, as many as listed" held_agree h0
+check "viaduct stat: the TCP port pool refilled (idle daemon)" wait_spare h0 pool_tcp -gt 0
+check "viaduct stat: the pool within its target" test "$(spare h0 pool_tcp)" -le "$(spare h0 pool_tcp_target)"
 
 # More endpoints at once than spares: the last ones install their rings themselves.
 for i in 1 2 3 4; do client "p$i" 2 40 & done

@@ -149,6 +149,28 @@ TEST(stat_reply_bounds)
 	CHECK_EQ(vd__ctl_check(buf, sizeof(buf), 1), -EBADMSG);
 }
 
+/* The spares section after the ports: one record per interface, or none (a daemon before it). */
+TEST(stat_reply_spares_section)
+{
+	char buf[sizeof(struct vd_ctl_hdr) + sizeof(struct vd_ctl_stat_rep) + 2 * sizeof(struct vd_ctl_stat_iface) +
+		 sizeof(struct vd_ctl_stat_port) + 2 * sizeof(struct vd_ctl_stat_spares)] = { 0 };
+	struct vd_ctl_hdr h;
+	struct vd_ctl_stat_rep s = { .n_ifaces = 2, .n_ports = 1 };
+	struct vd_ctl_stat_port sp = { .proto = VD_CTL_PROTO_TCP, .flags = VD_CTL_STAT_PORT_HELD };
+	size_t base = sizeof(h) + sizeof(s) + 2 * sizeof(struct vd_ctl_stat_iface);
+	memcpy(buf + sizeof(h), &s, sizeof(s));
+	memcpy(buf + base, &sp, sizeof(sp));
+	size_t lens[] = { base + sizeof(sp), base + sizeof(sp) + 2 * sizeof(struct vd_ctl_stat_spares),
+			  base + sizeof(sp) + sizeof(struct vd_ctl_stat_spares), /* one record for two interfaces */
+			  base + sizeof(sp) + 2 * sizeof(struct vd_ctl_stat_spares) - 8 };
+	int want[] = { 0, 0, -EBADMSG, -EBADMSG };
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		vd__ctl_hdr_init(&h, VD_CTL_STAT | VD_CTL_REPLY, 1, 0, lens[i] - sizeof(h), 0);
+		memcpy(buf, &h, sizeof(h));
+		CHECK_EQ(vd__ctl_check(buf, lens[i], 1), want[i]);
+	}
+}
+
 /* A fake daemon on a socketpair answers one NEIGH request, passing one fd, as the real one does. */
 TEST(client_call_roundtrip)
 {
@@ -195,4 +217,4 @@ TEST(client_call_roundtrip)
 }
 
 TEST_MAIN(T(valid_requests_pass), T(framing_errors), T(field_errors), T(replies), T(stat_reply_bounds),
-	  T(client_call_roundtrip))
+	  T(stat_reply_spares_section), T(client_call_roundtrip))

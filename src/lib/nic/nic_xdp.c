@@ -60,6 +60,7 @@
 #include "bpf/dispatch.h"
 #include "neigh_cache.h"
 #include "nic_internal.h"
+#include "rx_chain.h"
 #include "steer_ring.h"
 #include "tx_layout.h"
 #include "xsk_ring.h"
@@ -121,12 +122,7 @@ struct xdp_nic {
 	uint32_t fill_calm;   /* calm refills since the last clock read (xdp_fill_adapt) */
 	uint64_t fill_busy_ns; /* start of the current calm period, 0: not started */
 	uint32_t max_frags;   /* RX descriptors one frame may span (1: single-buffer) */
-	bool rx_skip;         /* discarding the rest of a malformed chain (it may end in a later burst) */
-	uint8_t *bounce;      /* XDP_BOUNCE_N buffers of bounce_size bytes: multi-buffer frames, contiguous */
-	uint32_t bounce_size;
-	uint32_t *bounce_free; /* stack of free bounce buffer indices */
-	uint32_t bounce_free_n;
-	uint64_t rx_nobounce; /* multi-buffer frames dropped: every bounce buffer lent out */
+	struct vd__rx_chains chains; /* multi-buffer frames: XDP_BOUNCE_N bounce buffers, bad-chain skip (rx_chain.h) */
 
 	/* TX side */
 	struct vd__xsk_ring tx, comp;
@@ -369,105 +365,42 @@ static void xdp_disarm_xsk(struct xdp_nic *x)
 		x->xsk_armed = false;
 }
 
+/* The RX geometry and fill stash, as rx_chain.h takes them. */
+static struct vd__rx_view xdp_rx_view(struct xdp_nic *x)
+{
+	return (struct vd__rx_view){ .umem = x->umem, .frame_size = x->frame_size, .rx_frames = x->rx_frames,
+				     .max_frags = x->max_frags, .stash = x->fill_stash, .stash_n = &x->fill_stash_n };
+}
+
 /* An RX chunk goes back towards the fill ring (not beyond the RX frames: those are not ours to give).
  * Returns whether it did. */
 static bool xdp_recycle(struct xdp_nic *x, uint64_t addr)
 {
-	uint64_t base = addr & ~(uint64_t)(x->frame_size - 1);
-	if (base >= (uint64_t)x->rx_frames * x->frame_size || x->fill_stash_n >= x->rx_frames)
-		return false;
-	x->fill_stash[x->fill_stash_n++] = base;
-	return true;
+	struct vd__rx_view v = xdp_rx_view(x);
+	return vd__rx_recycle(&v, addr);
 }
 
 /*
- * Discards the rest of a malformed chain from RX descriptor idx on, up to the last available one: every
- * chunk goes back to the fill ring; rx_skip stays set until the chain's last descriptor (no XDP_PKT_CONTD)
- * is seen, possibly in a later burst. Returns descriptors consumed.
- */
-static uint32_t xdp_rx_skip(struct xdp_nic *x, uint32_t idx, uint32_t end)
-{
-	uint32_t j = idx;
-	while (x->rx_skip && j != end) {
-		const struct xdp_desc *d = vd__xsk_ring_desc(&x->rx, j++);
-		xdp_recycle(x, d->addr);
-		x->rx_skip = (d->options & XDP_PKT_CONTD) != 0;
-	}
-	return j - idx;
-}
-
-/*
- * A frame whose first RX descriptor is idx and carries XDP_PKT_CONTD: finds the chain's last descriptor
- * (refreshing the producer index once if it is not published yet), copies the pieces into a bounce buffer
- * and recycles the chunks. Returns the descriptors consumed (the ring's consumer position is moved past
- * them), and sets *ok if f holds a frame for the caller; 0: the chain is not complete yet, nothing taken.
- * A chain longer than max_frags or with a descriptor outside the RX frames is malformed (counted once)
- * and skipped to its end.
+ * A frame whose first RX descriptor is idx and carries XDP_PKT_CONTD, or the rest of a chain being
+ * discarded (rx_chain.h: checks, bounce buffer, recycling, counters). Returns the descriptors consumed
+ * (the ring's consumer position is moved past them), 0 if the chain is not complete yet; sets *ok if f
+ * holds a frame for the caller.
  */
 static uint32_t xdp_rx_chain(struct xdp_nic *x, uint32_t idx, struct vd_frame *f, bool *ok)
 {
-	uint64_t rx_end = (uint64_t)x->rx_frames * x->frame_size;
-	uint32_t j = idx, total = 0;
-	bool bad = false, ended = false;
+	struct vd__rx_view v = xdp_rx_view(x);
+	uint32_t b, len, used = vd__rx_chain_take(&x->chains, &x->rx, &v, idx, &x->nic.stats, &b, &len);
 	*ok = false;
-	if (x->rx_skip)
-		goto consume;
-	/* Find the end, checking each piece: [idx, j) walked. At the last known descriptor, the producer
-	 * index is loaded afresh (asking for one more than known forces the acquire load). */
-	while (!ended) {
-		if (j == x->rx.cached_prod) {
-			(void)vd__xsk_cons_avail(&x->rx, j - x->rx.cached_cons + 1);
-			if (j == x->rx.cached_prod)
-				break;
-		}
-		const struct xdp_desc *d = vd__xsk_ring_desc(&x->rx, j++);
-		ended = !(d->options & XDP_PKT_CONTD);
-		if (d->addr + d->len > rx_end || d->len > x->frame_size || j - idx > x->max_frags ||
-		    total + d->len > x->bounce_size) {
-			bad = true;
-			break;
-		}
-		total += d->len;
-	}
-	if (bad) {
-		x->nic.stats.rx_malformed++;
-		x->rx_skip = true;
-		j = idx; /* the whole chain, from its first descriptor, is skipped */
-		goto consume;
-	}
-	if (!ended)
-		return 0; /* the kernel publishes a packet's descriptors together: the rest is coming */
-	if (x->bounce_free_n == 0) {
-		x->rx_nobounce++; /* the caller holds every bounce buffer: the frame is lost, like a full ring */
-		x->nic.stats.rx_dropped++;
-		x->rx_skip = true;
-		j = idx;
-		goto consume;
-	}
-	uint32_t b = x->bounce_free[--x->bounce_free_n];
-	uint8_t *buf = x->bounce + (size_t)b * x->bounce_size;
-	uint32_t off = 0;
-	for (uint32_t k = idx; k != j; k++) {
-		const struct xdp_desc *d = vd__xsk_ring_desc(&x->rx, k);
-		memcpy(buf + off, x->umem + d->addr, d->len);
-		off += d->len;
-		xdp_recycle(x, d->addr);
-	}
-	if (xdp_accept(x, buf, total, f)) {
+	if (b == VD__RX_NO_FRAME)
+		return used;
+	if (xdp_accept(x, vd__rx_bounce_buf(&x->chains, b), len, f)) {
 		f->cookie = XDP_COOKIE_BOUNCE | b;
 		*ok = true;
 	} else {
 		x->nic.stats.rx_malformed++;
-		x->bounce_free[x->bounce_free_n++] = b;
+		vd__rx_bounce_put(&x->chains, b);
 	}
-	goto taken;
-consume:
-	j += xdp_rx_skip(x, j, x->rx.cached_prod);
-taken:
-	/* The chain may run past what the burst peeked: the consumer position covers all of it. */
-	if ((int32_t)(j - x->rx.cached_cons) > 0)
-		x->rx.cached_cons = j;
-	return j - idx;
+	return used;
 }
 
 static unsigned xdp_rx_xsk(struct xdp_nic *x, struct vd_frame *f, unsigned max)
@@ -479,7 +412,7 @@ static unsigned xdp_rx_xsk(struct xdp_nic *x, struct vd_frame *f, unsigned max)
 		const struct xdp_desc *d = vd__xsk_ring_desc(&x->rx, idx + i);
 		uint64_t addr = d->addr, len = d->len;
 		uint64_t base = addr & ~(uint64_t)(x->frame_size - 1);
-		if (__builtin_expect((d->options & XDP_PKT_CONTD) || x->rx_skip, 0)) {
+		if (__builtin_expect((d->options & XDP_PKT_CONTD) || x->chains.skip, 0)) {
 			/* Multi-buffer frame (or the rest of a malformed one): the slow path. */
 			bool ok;
 			uint32_t used = xdp_rx_chain(x, idx + i, &f[n], &ok);
@@ -492,13 +425,14 @@ static unsigned xdp_rx_xsk(struct xdp_nic *x, struct vd_frame *f, unsigned max)
 			recycled = true;
 			continue;
 		}
-		if (addr + len <= (uint64_t)x->rx_frames * x->frame_size &&
+		if (vd__rx_desc_ok(addr, (uint32_t)len, x->frame_size, x->rx_frames) &&
 		    xdp_accept(x, x->umem + addr, (uint32_t)len, &f[n])) {
 			f[n++].cookie = base;
 			continue;
 		}
 		/* Not for the caller: the frame goes straight back to the fill ring. A descriptor outside
-		 * the RX frames cannot come from the kernel; it is not recycled (it is not ours to give). */
+		 * the RX frames or crossing its chunk cannot come from the kernel; one outside is not
+		 * recycled (it is not ours to give). */
 		x->nic.stats.rx_malformed++;
 		if (xdp_recycle(x, addr))
 			recycled = true;
@@ -559,8 +493,8 @@ static void xdp_rx_release(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 			ring_end = c & ~XDP_COOKIE_RING; /* released oldest first: the last one wins */
 			ring_n++;
 		} else if (c & XDP_COOKIE_BOUNCE) {
-			if (x->bounce_free_n < XDP_BOUNCE_N) /* its chunks went back to the fill ring already */
-				x->bounce_free[x->bounce_free_n++] = (uint32_t)(c & ~XDP_COOKIE_BOUNCE);
+			/* its chunks went back to the fill ring already */
+			vd__rx_bounce_put(&x->chains, (uint32_t)(c & ~XDP_COOKIE_BOUNCE));
 		} else if (x->fill_stash_n < x->rx_frames) {
 			x->fill_stash[x->fill_stash_n++] = c;
 		}
@@ -1089,8 +1023,8 @@ static void xdp_close(struct vd_nic *nic)
 	vd__shm_free(x->heap, x->fill_stash);
 	vd__shm_free(x->heap, x->tx_free);
 	vd__shm_free(x->heap, x->tx_pending);
-	vd__shm_free(x->heap, x->bounce);
-	vd__shm_free(x->heap, x->bounce_free);
+	vd__shm_free(x->heap, x->chains.bounce);
+	vd__shm_free(x->heap, x->chains.bounce_free);
 	vd__shm_free(x->heap, x);
 }
 
@@ -1160,13 +1094,15 @@ static int xdp_setup_frags(struct xdp_nic *x)
 	}
 	if (x->max_frags <= 1 || !x->direct)
 		return 0; /* chains only come through the XSK's RX ring; the steering ring's are contiguous */
-	x->bounce_size = (x->max_frags * (x->frame_size - XDP_RX_HEADROOM) + 63) & ~63u;
-	x->bounce = vd__shm_calloc(x->heap, XDP_BOUNCE_N, x->bounce_size);
-	x->bounce_free = vd__shm_calloc(x->heap, XDP_BOUNCE_N, sizeof(uint32_t));
-	if (!x->bounce || !x->bounce_free)
+	uint32_t size = vd__rx_bounce_size(x->max_frags, x->frame_size, XDP_RX_HEADROOM);
+	uint8_t *bounce = vd__shm_calloc(x->heap, XDP_BOUNCE_N, size);
+	uint32_t *free_ix = vd__shm_calloc(x->heap, XDP_BOUNCE_N, sizeof(uint32_t));
+	if (!bounce || !free_ix) {
+		vd__shm_free(x->heap, bounce);
+		vd__shm_free(x->heap, free_ix);
 		return -ENOMEM;
-	for (uint32_t i = XDP_BOUNCE_N; i > 0; i--)
-		x->bounce_free[x->bounce_free_n++] = i - 1;
+	}
+	vd__rx_chains_init(&x->chains, bounce, size, free_ix, XDP_BOUNCE_N);
 	return 0;
 }
 
