@@ -222,6 +222,13 @@ int main(int argc, char **argv)
 
 	if (parse_args(argc, argv, &o))
 		return 2;
+	/*
+	 * daemon(7): a daemon closes what it inherited beyond stdio. Kept open, a descriptor of its starter
+	 * stays held for the daemon's whole life: a lock taken around the start (flock FILE viaductd
+	 * --daemon) is never released, a pipe never sees EOF.
+	 */
+	if (o.daemon)
+		close_range(3, ~0u, 0);
 	if (geteuid() != 0) {
 		fprintf(stderr, "viaductd: must run as root\n");
 		return 1;

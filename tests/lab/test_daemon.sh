@@ -118,7 +118,10 @@ mkdir -p "$RUN"
 
 # ---- start-up ---------------------------------------------------------------------------------------
 check "viaductd --daemon starts (parent exits 0 once listening)" \
-	in0 "$DAEMON" --iface eth0 --socket "$SOCK" --pidfile "$PIDF" --log "$LOG" --group nogroup --daemon -v
+	in0 "$DAEMON" --iface eth0 --socket "$SOCK" --pidfile "$PIDF" --log "$LOG" --group nogroup --daemon -v \
+	9>"$TMP/inherited"
+check "the daemon keeps no descriptor it inherited (fd 9 of its starter)" \
+	not bash -c "ls -l /proc/$(daemon_pid)/fd | grep -q '$TMP/inherited'"
 check "socket is 0660 root:nogroup" test "$(stat -c '%A %U %G' "$SOCK")" = "srw-rw---- root nogroup"
 check "pidfile names a live process" kill -0 "$(daemon_pid)"
 check "dispatcher attached in native mode" test "$(xdp_mode "$NS0")" = 1
