@@ -170,6 +170,44 @@ VD_API void vd_nic_tx_abort(struct vd_nic *nic, struct vd_frame *frames, unsigne
 #define VD_NIC_TX_PIECES_MAX 16
 VD_API int vd_nic_tx_pieces(struct vd_nic *nic, const struct vd_frame *f, uint32_t off, uint32_t len,
 			    struct iovec *iov, unsigned max);
+/*
+ * Lent TX memory (optional, IPv4 layer): sending from memory the caller keeps, without copying it into
+ * a TX buffer first (a TCP send ring; issue 4 "large sends without an extra copy").
+ * vd_nic_tx_lend lends one region of the nic's TX memory for as long as the caller likes: `chunks`
+ * chunks of `stride` bytes from data, of which each chunk's bytes [0, gap) stay the nic's (AF_XDP wants
+ * room for TX metadata before every descriptor inside its chunk). -EOPNOTSUPP when the backend cannot
+ * send from lent memory (udp; xdp without multi-buffer frames, TX metadata and checksum offload: then
+ * copy as ever), -ENOBUFS when none is free or the nic keeps the rest for ordinary TX (at most about half
+ * its TX memory is ever lent, so TX buffers never run out because of lending).
+ * A frame lent by vd_nic_tx_alloc, with its headers written in data[0, hdr_len), then carries after them
+ * up to VD_NIC_TX_ATTACH_MAX pieces of lent memory (vd_nic_tx_attach: each piece inside one chunk, from
+ * its gap on); queue it with VD_NIC_TX_ATTACHED (and normally VD_NIC_TX_L4_CSUM: nothing reads the
+ * pieces to sum them) or-ed into peer.port and len = hdr_len + the pieces' bytes. The nic counts, per
+ * chunk, the pieces queued and not yet completed by the device (AF_XDP: from submission until their
+ * address comes back on the completion ring, in any order): the caller must not write a chunk while
+ * vd_nic_tx_busy (which takes completions first) says it is busy. Reading it is always fine.
+ * vd_nic_tx_unlend gives a region back; the nic reuses it only once nothing queued refers to it.
+ * On the sim backend the pieces' bytes are also checked, when the completion comes (vd_sim_params
+ * tx_complete_ns later), to be what they were when queued (vd_sim_counters.tx_rewritten counts
+ * violations), so a test sees a caller that writes busy memory.
+ */
+struct vd_nic_lent {
+	uint8_t *data;    /* the first chunk */
+	uint64_t id;      /* the nic's name for the region: leave untouched */
+	uint32_t chunks;  /* chunks of stride bytes from data */
+	uint32_t stride;
+	uint32_t gap;     /* each chunk's first gap bytes are the nic's */
+};
+#define VD_NIC_TX_ATTACH_MAX 16
+#define VD_NIC_TX_ATTACHED 4
+VD_API int vd_nic_tx_lend(struct vd_nic *nic, struct vd_nic_lent *out);
+VD_API void vd_nic_tx_unlend(struct vd_nic *nic, const struct vd_nic_lent *l);
+/* > 0: pieces in chunk `chunk` of l are queued and not completed (do not write it); 0: free. */
+VD_API int vd_nic_tx_busy(struct vd_nic *nic, const struct vd_nic_lent *l, uint32_t chunk);
+/* Attaches pieces (iov_base inside lent memory) to f (lent by vd_nic_tx_alloc, hdr_len header bytes in
+ * f->data); -EINVAL for a piece outside lent memory or across a chunk, -ENOSPC past the maximum. */
+VD_API int vd_nic_tx_attach(struct vd_nic *nic, struct vd_frame *f, uint32_t hdr_len, const struct iovec *iov,
+			    unsigned n);
 /* Makes sure queued frames are on their way (a doorbell for xdp, a no-op where sending is immediate). */
 VD_API int vd_nic_flush(struct vd_nic *nic);
 /* Copying convenience: alloc, copy, burst and flush one frame. */
@@ -225,6 +263,8 @@ struct vd_sim_params {
 	uint64_t reorder_ns;
 	uint32_t mtu;           /* IP MTU; 0: 1500 */
 	uint32_t queue_frames;  /* frames in flight per receiver before tail drop; 0: 4096 */
+	uint64_t tx_complete_ns; /* lent TX memory (vd_nic_tx_lend): a piece completes this long after it was
+				  * queued (0: at the next call that looks) */
 };
 
 VD_API int vd_sim_link_new(struct vd_sim_link **out, const struct vd_sim_params *params);
@@ -238,6 +278,8 @@ VD_API void vd_sim_advance(struct vd_sim_link *link, uint64_t ns);
 struct vd_sim_counters {
 	uint64_t sent, delivered, lost, duplicated, reordered, corrupted, overflowed;
 	uint64_t unroutable;    /* sent to an address no nic on the link holds (not counted in lost) */
+	uint64_t tx_rewritten;  /* lent TX memory written while a queued piece referred to it */
+	uint64_t tx_attached;   /* pieces of lent TX memory sent */
 };
 VD_API void vd_sim_counters(const struct vd_sim_link *link, struct vd_sim_counters *out);
 

@@ -170,6 +170,33 @@ VD_API int vd_nic_tx_pieces(struct vd_nic *nic, const struct vd_frame *f, uint32
 	return 1;
 }
 
+/* Lent TX memory: only backends with the ops (xdp where the device can send from it, sim). */
+VD_API int vd_nic_tx_lend(struct vd_nic *nic, struct vd_nic_lent *out)
+{
+	return nic->ops->tx_lend ? nic->ops->tx_lend(nic, out) : -EOPNOTSUPP;
+}
+
+VD_API void vd_nic_tx_unlend(struct vd_nic *nic, const struct vd_nic_lent *l)
+{
+	if (nic->ops->tx_unlend)
+		nic->ops->tx_unlend(nic, l);
+}
+
+VD_API int vd_nic_tx_busy(struct vd_nic *nic, const struct vd_nic_lent *l, uint32_t chunk)
+{
+	return nic->ops->tx_busy ? nic->ops->tx_busy(nic, l, chunk) : 0;
+}
+
+VD_API int vd_nic_tx_attach(struct vd_nic *nic, struct vd_frame *f, uint32_t hdr_len, const struct iovec *iov,
+			    unsigned n)
+{
+	if (!nic->ops->tx_attach)
+		return -EOPNOTSUPP;
+	if (n > VD_NIC_TX_ATTACH_MAX)
+		return -ENOSPC;
+	return nic->ops->tx_attach(nic, f, hdr_len, iov, n);
+}
+
 VD_API int vd_nic_flush(struct vd_nic *nic)
 {
 	return nic->ops->flush(nic);

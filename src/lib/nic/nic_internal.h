@@ -24,6 +24,12 @@ struct vd_nic_ops {
 	/* Optional (NULL: one piece, the contiguous view): vd_nic_tx_pieces, f lent by this backend. */
 	int (*tx_pieces)(struct vd_nic *nic, const struct vd_frame *f, uint32_t off, uint32_t len,
 			 struct iovec *iov, unsigned max);
+	/* Optional (NULL: -EOPNOTSUPP, lending unsupported): vd_nic_tx_lend/unlend/busy/attach. */
+	int (*tx_lend)(struct vd_nic *nic, struct vd_nic_lent *out);
+	void (*tx_unlend)(struct vd_nic *nic, const struct vd_nic_lent *l);
+	int (*tx_busy)(struct vd_nic *nic, const struct vd_nic_lent *l, uint32_t chunk);
+	int (*tx_attach)(struct vd_nic *nic, struct vd_frame *f, uint32_t hdr_len, const struct iovec *iov,
+			 unsigned n);
 };
 
 struct vd_nic {

@@ -48,6 +48,11 @@
  * picked for SIM_TIME_WAIT_NS (viaductd's default TIME-WAIT period) and frees the rest, like viaductd.
  * TX with VD_NIC_TX_L4_CSUM in peer.port: the TCP/UDP checksum is completed here, as xdp's device would
  * (VD_NIC_TX_PLACED changes nothing here: sim's buffers go out as written).
+ * Lent TX memory (vd_nic_tx_lend, IPv4 layer): SIM_LEND_N regions of SIM_LEND_CHUNKS chunks of 4 KiB with
+ * a 64-byte gap, at most half of them lent at once (as xdp keeps half its TX memory). An attached frame
+ * is gathered and sent at once, but its pieces stay "queued" until tx_complete_ns later: they count in
+ * vd_nic_tx_busy until then, and at completion their bytes are compared with what was sent
+ * (counters.tx_rewritten), which is how a test catches a caller that writes memory still being sent.
  * UDP-layer and IPv4-layer nics share a link but never see each other's frames.
  */
 #include "nic_internal.h"
@@ -107,8 +112,34 @@ struct sim_rec {
 	uint8_t data[];
 };
 
+/* Lent TX memory (see the top of the file). */
+#define SIM_LEND_N 32u
+#define SIM_LEND_CHUNKS 4u
+#define SIM_LEND_STRIDE 4096u
+#define SIM_LEND_GAP 64u
+enum { SIM_LENT_FREE = 0, SIM_LENT_OUT, SIM_LENT_BACK };
+struct sim_piece_rec {          /* a queued piece not completed yet */
+	uint64_t due, hash;
+	const uint8_t *at;
+	uint32_t len, chunk;
+};
+struct sim_att {                /* pieces attached to one TX buffer */
+	uint32_t n, hdr_len;
+	struct iovec iov[VD_NIC_TX_ATTACH_MAX];
+};
+struct sim_lend {
+	uint8_t *mem;                           /* SIM_LEND_N * SIM_LEND_CHUNKS chunks */
+	uint8_t state[SIM_LEND_N];
+	uint32_t n_out;                         /* regions lent (or given back, refs pending) */
+	uint32_t refs[SIM_LEND_N * SIM_LEND_CHUNKS];
+	struct sim_piece_rec *q;
+	uint32_t q_n, q_cap;
+	struct sim_att att[TX_POOL];
+};
+
 struct sim_nic {
 	struct vd_nic base;
+	struct sim_lend *lend;       /* lazily, by the first tx_lend */
 	struct vd_sim_link *link;
 	struct sim_rec **heap;       /* min-heap by (due, seq) */
 	uint32_t heap_n, heap_cap;
@@ -281,6 +312,8 @@ static int sim_tx_alloc(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 
 	for (unsigned i = 0; i < k; i++) {
 		uint32_t idx = s->tx_free[--s->tx_nfree];
+		if (s->lend)
+			s->lend->att[idx].n = 0;
 		f[i].data = s->tx_mem + (size_t)idx * s->stride;
 		f[i].len = s->base.max_payload;
 		f[i].cookie = idx;
@@ -505,6 +538,176 @@ static int send_copy(struct vd_sim_link *l, struct sim_nic *src, struct sim_nic 
 	return 0;
 }
 
+/* ---- lent TX memory --------------------------------------------------------------------------------- */
+
+static uint64_t sim_hash(const uint8_t *p, uint32_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+	for (uint32_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+/* Completes the pieces that are due: checks they were not rewritten, drops their chunks' counts, and
+ * takes back given-back regions nothing refers to any more. */
+static void sim_lend_reap(struct sim_nic *s)
+{
+	struct sim_lend *d = s->lend;
+	uint64_t now = s->link->now;
+	for (uint32_t i = 0; i < d->q_n;) {
+		struct sim_piece_rec *r = &d->q[i];
+		if (r->due > now) {
+			i++;
+			continue;
+		}
+		if (sim_hash(r->at, r->len) != r->hash)
+			s->link->c.tx_rewritten++;
+		uint32_t reg = r->chunk / SIM_LEND_CHUNKS;
+		d->refs[r->chunk]--;
+		*r = d->q[--d->q_n]; /* completions come in any order: so may ours */
+		if (d->state[reg] == SIM_LENT_BACK) {
+			uint32_t busy = 0;
+			for (uint32_t c = 0; c < SIM_LEND_CHUNKS; c++)
+				busy += d->refs[reg * SIM_LEND_CHUNKS + c];
+			if (!busy) {
+				d->state[reg] = SIM_LENT_FREE;
+				d->n_out--;
+			}
+		}
+	}
+}
+
+static int sim_tx_lend(struct vd_nic *nic, struct vd_nic_lent *out)
+{
+	struct sim_nic *s = to_sim(nic);
+	if (s->base.layer != VD_NIC_LAYER_IPV4)
+		return -EOPNOTSUPP;
+	if (!s->lend) {
+		s->lend = calloc(1, sizeof(*s->lend));
+		if (!s->lend)
+			return -ENOMEM;
+		s->lend->mem = calloc(SIM_LEND_N * SIM_LEND_CHUNKS, SIM_LEND_STRIDE);
+		if (!s->lend->mem) {
+			free(s->lend);
+			s->lend = NULL;
+			return -ENOMEM;
+		}
+	}
+	struct sim_lend *d = s->lend;
+	sim_lend_reap(s);
+	if (d->n_out >= SIM_LEND_N / 2)
+		return -ENOBUFS;
+	for (uint32_t i = 0; i < SIM_LEND_N; i++) {
+		if (d->state[i] != SIM_LENT_FREE)
+			continue;
+		d->state[i] = SIM_LENT_OUT;
+		d->n_out++;
+		out->data = d->mem + (size_t)i * SIM_LEND_CHUNKS * SIM_LEND_STRIDE;
+		out->id = i;
+		out->chunks = SIM_LEND_CHUNKS;
+		out->stride = SIM_LEND_STRIDE;
+		out->gap = SIM_LEND_GAP;
+		return 0;
+	}
+	return -ENOBUFS;
+}
+
+static void sim_tx_unlend(struct vd_nic *nic, const struct vd_nic_lent *l)
+{
+	struct sim_nic *s = to_sim(nic);
+	if (!s->lend || l->id >= SIM_LEND_N || s->lend->state[l->id] != SIM_LENT_OUT)
+		return;
+	s->lend->state[l->id] = SIM_LENT_BACK;
+	sim_lend_reap(s);
+	uint32_t busy = 0;
+	for (uint32_t c = 0; c < SIM_LEND_CHUNKS; c++)
+		busy += s->lend->refs[l->id * SIM_LEND_CHUNKS + c];
+	if (!busy && s->lend->state[l->id] == SIM_LENT_BACK) {
+		s->lend->state[l->id] = SIM_LENT_FREE;
+		s->lend->n_out--;
+	}
+}
+
+static int sim_tx_busy(struct vd_nic *nic, const struct vd_nic_lent *l, uint32_t chunk)
+{
+	struct sim_nic *s = to_sim(nic);
+	if (!s->lend || l->id >= SIM_LEND_N || chunk >= SIM_LEND_CHUNKS)
+		return 0;
+	sim_lend_reap(s);
+	return (int)s->lend->refs[l->id * SIM_LEND_CHUNKS + chunk];
+}
+
+/* The lent chunk (global index) holding [p, p + len), or -1 when that is not inside one chunk's data. */
+static int64_t sim_lent_chunk(const struct sim_lend *d, const uint8_t *p, size_t len)
+{
+	if (p < d->mem || p >= d->mem + (size_t)SIM_LEND_N * SIM_LEND_CHUNKS * SIM_LEND_STRIDE)
+		return -1;
+	size_t off = (size_t)(p - d->mem), in = off % SIM_LEND_STRIDE;
+	if (in < SIM_LEND_GAP || len > SIM_LEND_STRIDE - in || !len)
+		return -1;
+	return (int64_t)(off / SIM_LEND_STRIDE);
+}
+
+static int sim_tx_attach(struct vd_nic *nic, struct vd_frame *f, uint32_t hdr_len, const struct iovec *iov,
+			 unsigned n)
+{
+	struct sim_nic *s = to_sim(nic);
+	if (!s->lend || f->cookie >= TX_POOL || hdr_len > s->base.max_payload)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++)
+		if (sim_lent_chunk(s->lend, iov[i].iov_base, iov[i].iov_len) < 0)
+			return -EINVAL;
+	struct sim_att *a = &s->lend->att[f->cookie];
+	memcpy(a->iov, iov, n * sizeof(*iov));
+	a->n = n;
+	a->hdr_len = hdr_len;
+	return 0;
+}
+
+/*
+ * An attached frame as the device sees it: headers then pieces, gathered into *buf (the caller frees it);
+ * the pieces become queued (counted busy, checked at completion). NULL if the lengths disagree.
+ */
+static uint8_t *sim_gather(struct sim_nic *s, const struct vd_frame *fr, uint8_t **buf)
+{
+	struct sim_lend *d = s->lend;
+	struct sim_att *a = &d->att[fr->cookie];
+	uint32_t tot = a->hdr_len;
+	for (uint32_t i = 0; i < a->n; i++)
+		tot += (uint32_t)a->iov[i].iov_len;
+	if (tot != fr->len || d->q_n + a->n > (1u << 20))
+		return NULL;
+	if (d->q_n + a->n > d->q_cap) {
+		uint32_t cap = d->q_cap ? d->q_cap * 2 : 256;
+		while (cap < d->q_n + a->n)
+			cap *= 2;
+		struct sim_piece_rec *q = realloc(d->q, cap * sizeof(*q));
+		if (!q)
+			return NULL;
+		d->q = q;
+		d->q_cap = cap;
+	}
+	uint8_t *b = malloc(tot ? tot : 1);
+	if (!b)
+		return NULL;
+	memcpy(b, fr->data, a->hdr_len);
+	uint32_t at = a->hdr_len;
+	for (uint32_t i = 0; i < a->n; i++) {
+		const uint8_t *p = a->iov[i].iov_base;
+		uint32_t len = (uint32_t)a->iov[i].iov_len;
+		memcpy(b + at, p, len);
+		at += len;
+		uint32_t ch = (uint32_t)sim_lent_chunk(d, p, len);
+		d->refs[ch]++;
+		d->q[d->q_n++] = (struct sim_piece_rec){ .due = s->link->now + s->link->p.tx_complete_ns,
+							 .hash = sim_hash(p, len), .at = p, .len = len, .chunk = ch };
+		s->link->c.tx_attached++;
+	}
+	a->n = 0;
+	*buf = b;
+	return b;
+}
+
 /* Returns the frames taken (their TX buffers go back to the pool); -EMSGSIZE if the first is too big. */
 static int sim_tx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 {
@@ -513,9 +716,19 @@ static int sim_tx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 	unsigned done;
 
 	for (done = 0; done < n; done++) {
-		const struct vd_frame *fr = &f[done];
-		if (fr->len > s->base.max_payload)
+		const struct vd_frame *orig = &f[done];
+		if (orig->len > s->base.max_payload)
 			return done ? (int)done : -EMSGSIZE;
+		struct vd_frame gathered = *orig;
+		const struct vd_frame *fr = orig;
+		uint8_t *gbuf = NULL;
+		if (s->base.layer == VD_NIC_LAYER_IPV4 && (orig->peer.port & VD_NIC_TX_ATTACHED) && s->lend &&
+		    orig->cookie < TX_POOL && s->lend->att[orig->cookie].n) {
+			if (!sim_gather(s, orig, &gbuf))
+				return done ? (int)done : -ENOMEM;
+			gathered.data = gbuf;
+			fr = &gathered;
+		}
 		if (s->base.layer == VD_NIC_LAYER_IPV4 && (fr->peer.port & VD_NIC_TX_L4_CSUM))
 			(void)vd__ipv4_l4_csum_finish(fr->data, fr->len); /* what a device would do */
 		struct sim_nic *dst = s->base.layer == VD_NIC_LAYER_IPV4 ? l3_route(l, fr->data, fr->len)
@@ -530,12 +743,15 @@ static int sim_tx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 				l->c.duplicated++;
 			for (int c = 0; c < copies; c++) {
 				if (send_copy(l, s, dst, fr) < 0) {
-					if (c == 0)
+					if (c == 0) {
+						free(gbuf);
 						return done ? (int)done : -ENOMEM;
+					}
 					l->c.lost++; /* no memory for the duplicate: it is lost */
 				}
 			}
 		}
+		free(gbuf);
 		l->c.sent++;
 		s->base.stats.tx_frames++;
 		s->base.stats.tx_bytes += fr->len;
@@ -546,7 +762,11 @@ static int sim_tx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 
 static int sim_flush(struct vd_nic *nic)
 {
-	(void)nic; /* frames are on the link as soon as tx_burst returns */
+	/* frames are on the link as soon as tx_burst returns; lent pieces complete when due (whatever the
+	 * sender looks at: a sender ignoring busy counts is caught) */
+	struct sim_nic *s = to_sim(nic);
+	if (s->lend)
+		sim_lend_reap(s);
 	return 0;
 }
 
@@ -607,6 +827,11 @@ static void sim_close(struct vd_nic *nic)
 	free(s->heap);
 	free(s->tx_mem);
 	free(s->ports);
+	if (s->lend) {
+		free(s->lend->q);
+		free(s->lend->mem);
+		free(s->lend);
+	}
 	free(s);
 }
 
@@ -623,6 +848,10 @@ static const struct vd_nic_ops sim_ops = {
 	.close = sim_close,
 	.port_add = sim_port_add,
 	.port_del = sim_port_del,
+	.tx_lend = sim_tx_lend,
+	.tx_unlend = sim_tx_unlend,
+	.tx_busy = sim_tx_busy,
+	.tx_attach = sim_tx_attach,
 };
 
 /* ---- attach -------------------------------------------------------------------------------------- */

@@ -107,6 +107,28 @@ struct xdp_map {
 #define XDP_HOLD_GATHER 16u
 #define XDP_HOLD_WAIT_NS 1000000ull
 
+/*
+ * TX buffers lent out (vd_nic_tx_lend: a TCP send ring in UMEM, sent from as pieces attached to frames).
+ * In the nic's heap (fork children drive the nic too); one allocation: this, state[tx_bufs], then
+ * refs[tx_bufs * tx_frags] (pieces queued per chunk and not completed: a chunk is busy while > 0).
+ */
+enum { XDP_LENT_FREE = 0, XDP_LENT_OUT, XDP_LENT_BACK };
+struct xdp_lend {
+	uint32_t n_out;   /* buffers lent, or given back with pieces still queued */
+	uint32_t cap;     /* lent at most: half the TX buffers, so ordinary TX never starves */
+	uint8_t *state;   /* per TX buffer */
+	uint16_t *refs;   /* per TX chunk */
+};
+/* The pieces attached to a frame (vd_nic_tx_attach), kept in its TX buffer's second chunk, which the
+ * frame's own descriptors never name (headers only, in the first). */
+struct xdp_att {
+	uint32_t n, hdr_len;
+	struct {
+		uint64_t addr;
+		uint32_t len, _pad;
+	} p[VD_NIC_TX_ATTACH_MAX];
+};
+
 struct xdp_nic {
 	struct vd_nic nic; /* first: the generic layer's view */
 
@@ -131,6 +153,7 @@ struct xdp_nic {
 	uint32_t tx_bufs;     /* TX buffers in all: (umem_frames - rx_frames) / tx_frags */
 	uint32_t tx_frags;    /* chunks per TX buffer (1: single-chunk frames, the plain path) */
 	uint8_t *tx_pending;  /* tx_frags > 1: per buffer, descriptors queued and not completed yet */
+	struct xdp_lend *lend; /* TX buffers lent for send rings (vd_nic_tx_lend); NULL until the first */
 	struct vd__udp_tmpl tmpl;   /* our MAC, IP and port; dst filled per frame */
 	uint32_t hot_ip;            /* one-entry neighbour cache in front of the table: the last peer */
 	uint8_t hot_mac[6];
@@ -529,7 +552,23 @@ static bool xdp_tx_buf_done(struct xdp_nic *x, uint64_t *addr)
 	return true;
 }
 
-/* Takes completed TX frames back from the completion ring. */
+/* A given-back lent buffer b goes back to the free list once no piece in it is queued. */
+static void xdp_lend_settle(struct xdp_nic *x, uint32_t b)
+{
+	struct xdp_lend *l = x->lend;
+	if (l->state[b] != XDP_LENT_BACK)
+		return;
+	for (uint32_t c = 0; c < x->tx_frags; c++)
+		if (l->refs[b * x->tx_frags + c])
+			return;
+	l->state[b] = XDP_LENT_FREE;
+	l->n_out--;
+	if (x->tx_free_n < x->tx_bufs)
+		x->tx_free[x->tx_free_n++] = (uint64_t)x->rx_frames * x->frame_size + (uint64_t)b * x->tx_frags * x->frame_size;
+}
+
+/* Takes completed TX frames back from the completion ring (in any order: AF_XDP does not promise
+ * submission order across packets). */
 static void xdp_reclaim(struct xdp_nic *x)
 {
 	uint32_t idx, got = vd__xsk_cons_peek(&x->comp, x->comp.size, &idx);
@@ -542,6 +581,16 @@ static void xdp_reclaim(struct xdp_nic *x)
 		 * bug cannot hand an RX frame to the TX side twice. */
 		if (addr < lo || addr >= x->umem_size)
 			continue;
+		if (x->lend) {
+			/* a piece of a lent buffer: one less queued in its chunk */
+			uint32_t b = xdp_tx_buf_ix(x, addr), ch = (uint32_t)((addr - lo) / x->frame_size);
+			if (b < x->tx_bufs && x->lend->state[b] != XDP_LENT_FREE) {
+				if (x->lend->refs[ch])
+					x->lend->refs[ch]--;
+				xdp_lend_settle(x, b);
+				continue;
+			}
+		}
 		if (x->tx_frags > 1 && !xdp_tx_buf_done(x, &addr))
 			continue;
 		if (x->tx_free_n < x->tx_bufs)
@@ -611,6 +660,106 @@ static int xdp_tx_pieces(struct vd_nic *nic, const struct vd_frame *f, uint32_t 
 		.cap = x->tx_hdr + x->tx_cap,
 	};
 	return vd__tx_layout_pieces(&l, x->tx_hdr + off, len, iov, max);
+}
+
+/* ---- lent TX buffers (vd_nic_tx_lend, nic.h): send rings in UMEM ---------------------------------- */
+
+static bool xdp_is_tx_frame(const struct xdp_nic *x, uint64_t addr);
+
+/* Lends one free TX buffer (tx_frags chunks), where frames can be sent from lent memory at all: the same
+ * condition as placed writing (multi-buffer frames, TX metadata room, checksum in the device). */
+static int xdp_tx_lend(struct vd_nic *nic, struct vd_nic_lent *out)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	if (!xdp_tx_placeable(x) || x->tx_bufs < 4)
+		return -EOPNOTSUPP;
+	if (!x->lend) {
+		size_t sz = sizeof(struct xdp_lend) + x->tx_bufs + 8 + (size_t)x->tx_bufs * x->tx_frags * 2;
+		struct xdp_lend *l = vd__shm_calloc(x->heap, 1, sz);
+		if (!l)
+			return -ENOMEM;
+		l->state = (uint8_t *)(l + 1);
+		l->refs = (uint16_t *)(((uintptr_t)(l->state + x->tx_bufs) + 7) & ~(uintptr_t)7);
+		l->cap = x->tx_bufs / 2;
+		x->lend = l;
+	}
+	struct xdp_lend *l = x->lend;
+	if (l->n_out >= l->cap || x->tx_free_n <= XDP_COMP_LOW)
+		xdp_reclaim(x); /* given-back buffers whose pieces completed, frames completed */
+	if (l->n_out >= l->cap || !x->tx_free_n)
+		return -ENOBUFS;
+	uint64_t addr = x->tx_free[--x->tx_free_n];
+	uint32_t b = xdp_tx_buf_ix(x, addr);
+	l->state[b] = XDP_LENT_OUT;
+	l->n_out++;
+	out->data = x->umem + addr;
+	out->id = addr;
+	out->chunks = x->tx_frags;
+	out->stride = x->frame_size;
+	out->gap = x->tx_gap;
+	return 0;
+}
+
+/* The lent buffer l names, or UINT32_MAX. */
+static uint32_t xdp_lent_ix(const struct xdp_nic *x, const struct vd_nic_lent *l)
+{
+	if (!x->lend || !xdp_is_tx_frame(x, l->id))
+		return UINT32_MAX;
+	uint32_t b = xdp_tx_buf_ix(x, l->id);
+	return x->lend->state[b] == XDP_LENT_OUT ? b : UINT32_MAX;
+}
+
+static void xdp_tx_unlend(struct vd_nic *nic, const struct vd_nic_lent *lent)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	uint32_t b = xdp_lent_ix(x, lent);
+	if (b == UINT32_MAX)
+		return;
+	x->lend->state[b] = XDP_LENT_BACK;
+	xdp_lend_settle(x, b);
+}
+
+static int xdp_tx_busy(struct vd_nic *nic, const struct vd_nic_lent *lent, uint32_t chunk)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	uint32_t b = xdp_lent_ix(x, lent);
+	if (b == UINT32_MAX || chunk >= x->tx_frags)
+		return 0;
+	uint16_t *r = &x->lend->refs[b * x->tx_frags + chunk];
+	if (*r)
+		xdp_reclaim(x);
+	return *r;
+}
+
+/*
+ * Records the pieces for frame f (sent by xdp_tx_burst_l3 with VD_NIC_TX_ATTACHED). Each piece must lie
+ * in one chunk of a lent buffer, from tx_gap on (the kernel's rule for every descriptor with TX metadata
+ * registered); the headers in f's first chunk.
+ */
+static int xdp_tx_attach(struct vd_nic *nic, struct vd_frame *f, uint32_t hdr_len, const struct iovec *iov,
+			 unsigned n)
+{
+	struct xdp_nic *x = xdp_of(nic);
+	if (!x->lend || !x->l3 || !xdp_is_tx_frame(x, f->cookie) || x->tx_frags < 2 ||
+	    x->tx_off + VD_ETH_HLEN + hdr_len > x->frame_size)
+		return -EINVAL;
+	struct xdp_att *a = (struct xdp_att *)(x->umem + f->cookie + x->frame_size);
+	uint64_t lo = (uint64_t)x->rx_frames * x->frame_size;
+	for (unsigned k = 0; k < n; k++) {
+		const uint8_t *p = iov[k].iov_base;
+		if (p < x->umem + lo || p >= x->umem + x->umem_size)
+			return -EINVAL;
+		uint64_t at = (uint64_t)(p - x->umem), in = at & (x->frame_size - 1);
+		uint32_t b = xdp_tx_buf_ix(x, at);
+		if (b >= x->tx_bufs || x->lend->state[b] != XDP_LENT_OUT || in < x->tx_gap || !iov[k].iov_len ||
+		    iov[k].iov_len > x->frame_size - in)
+			return -EINVAL;
+		a->p[k].addr = at;
+		a->p[k].len = (uint32_t)iov[k].iov_len;
+	}
+	a->n = n;
+	a->hdr_len = hdr_len;
+	return 0;
 }
 
 /* The ports section (below): spare ephemeral ports and the batch asked for ahead. */
@@ -731,6 +880,21 @@ static uint32_t xdp_tx_ndesc(const struct xdp_nic *x, uint32_t flen)
 	return 1 + (flen - first + per - 1) / per;
 }
 
+/* The pieces attached to frame f (vd_nic_tx_attach) if it is sent so, else NULL. */
+static struct xdp_att *xdp_attached(const struct xdp_nic *x, const struct vd_frame *f)
+{
+	if (!x->lend || !(f->peer.port & VD_NIC_TX_ATTACHED) || !x->l3)
+		return NULL;
+	return (struct xdp_att *)(x->umem + f->cookie + x->frame_size);
+}
+
+/* TX descriptors frame f takes: its headers and attached pieces, or its bytes in the chunk layout. */
+static uint32_t xdp_frame_ndesc(const struct xdp_nic *x, const struct vd_frame *f)
+{
+	const struct xdp_att *a = xdp_attached(x, f);
+	return a ? 1 + a->n : xdp_tx_ndesc(x, x->tx_hdr + f->len);
+}
+
 /*
  * Reserves TX ring slots for the longest prefix of f whose descriptors fit; returns its frame count, *idx
  * the first slot and *slots the slots reserved. Single-chunk buffers: one slot a frame, as ever.
@@ -742,10 +906,10 @@ static uint32_t xdp_tx_reserve(struct xdp_nic *x, const struct vd_frame *f, unsi
 		return *slots = vd__xsk_prod_reserve(&x->tx, n, idx);
 	uint32_t want = 0, need = 0, k = 0;
 	for (unsigned i = 0; i < n; i++)
-		want += xdp_tx_ndesc(x, x->tx_hdr + f[i].len);
+		want += xdp_frame_ndesc(x, &f[i]);
 	uint32_t room = vd__xsk_prod_free(&x->tx, want);
 	for (; k < n; k++) {
-		uint32_t d = xdp_tx_ndesc(x, x->tx_hdr + f[k].len);
+		uint32_t d = xdp_frame_ndesc(x, &f[k]);
 		if (need + d > room)
 			break;
 		need += d;
@@ -797,6 +961,31 @@ static uint32_t xdp_tx_descs(struct xdp_nic *x, uint32_t slot, uint64_t addr, ui
 	return n + 1;
 }
 
+/*
+ * The descriptors of a frame with attached pieces (vd_nic_tx_attach): its link, IPv4 and TCP headers from
+ * its own buffer (tx_off on, opts: the TX metadata is read from the first descriptor), then each piece
+ * where it lies in a lent buffer, XDP_PKT_CONTD on all but the last. Each piece counts in its chunk until
+ * its completion comes back (xdp_reclaim). Returns the slots written.
+ */
+static uint32_t xdp_tx_descs_att(struct xdp_nic *x, uint32_t slot, uint64_t addr, const struct xdp_att *a,
+				 uint32_t opts)
+{
+	struct xdp_desc *d = vd__xsk_ring_desc(&x->tx, slot);
+	uint64_t lo = (uint64_t)x->rx_frames * x->frame_size;
+	d->addr = addr + x->tx_off;
+	d->len = VD_ETH_HLEN + a->hdr_len;
+	d->options = opts | (a->n ? XDP_PKT_CONTD : 0);
+	x->tx_pending[xdp_tx_buf_ix(x, addr)] = 1;
+	for (uint32_t k = 0; k < a->n; k++) {
+		d = vd__xsk_ring_desc(&x->tx, slot + 1 + k);
+		d->addr = a->p[k].addr;
+		d->len = a->p[k].len;
+		d->options = k + 1 < a->n ? XDP_PKT_CONTD : 0;
+		x->lend->refs[(a->p[k].addr - lo) / x->frame_size]++;
+	}
+	return 1 + a->n;
+}
+
 /* IPv4 layer: the caller's packet is in place after room for the Ethernet header. */
 static int xdp_tx_burst_l3(struct xdp_nic *x, struct vd_frame *f, unsigned n)
 {
@@ -819,8 +1008,13 @@ static int xdp_tx_burst_l3(struct xdp_nic *x, struct vd_frame *f, unsigned n)
 			memcpy(pkt - sizeof(m), &m, sizeof(m));
 			opts = XDP_OPT_TX_METADATA;
 		}
-		bool placed = (f[i].peer.port & VD_NIC_TX_PLACED) && xdp_tx_placeable(x);
-		used += xdp_tx_descs(x, idx + used, addr, VD_ETH_HLEN + f[i].len, opts, placed);
+		const struct xdp_att *att = xdp_attached(x, &f[i]);
+		if (att) {
+			used += xdp_tx_descs_att(x, idx + used, addr, att, opts);
+		} else {
+			bool placed = (f[i].peer.port & VD_NIC_TX_PLACED) && xdp_tx_placeable(x);
+			used += xdp_tx_descs(x, idx + used, addr, VD_ETH_HLEN + f[i].len, opts, placed);
+		}
 		queued++;
 		bytes += f[i].len;
 	}
@@ -1023,6 +1217,7 @@ static void xdp_close(struct vd_nic *nic)
 	vd__shm_free(x->heap, x->fill_stash);
 	vd__shm_free(x->heap, x->tx_free);
 	vd__shm_free(x->heap, x->tx_pending);
+	vd__shm_free(x->heap, x->lend);
 	vd__shm_free(x->heap, x->chains.bounce);
 	vd__shm_free(x->heap, x->chains.bounce_free);
 	vd__shm_free(x->heap, x);
@@ -1486,6 +1681,10 @@ static const struct vd_nic_ops xdp_ops = {
 	.close = xdp_close,
 	.port_add = xdp_port_add,
 	.tx_pieces = xdp_tx_pieces,
+	.tx_lend = xdp_tx_lend,
+	.tx_unlend = xdp_tx_unlend,
+	.tx_busy = xdp_tx_busy,
+	.tx_attach = xdp_tx_attach,
 	.port_del = xdp_port_del,
 };
 

@@ -2,6 +2,7 @@
 /*
  * Byte rings for the send and receive buffers. Offsets are relative to the ring's first byte (head); a
  * caller may write beyond len (the receive side places out-of-order data there) as long as off + n <= cap.
+ * A send ring may instead live in memory lent by the nic (r->zc, tcp_zc.c): the same calls, other layout.
  */
 #include "tcp_internal.h"
 
@@ -12,6 +13,7 @@
 int vd__ring_init(struct tcp_ring *r, struct vd__shmheap *heap, uint32_t cap)
 {
 	r->heap = heap;
+	r->zc = NULL;
 	r->buf = vd__shm_alloc(heap, cap ? cap : 1);
 	if (!r->buf)
 		return -ENOMEM;
@@ -23,6 +25,10 @@ int vd__ring_init(struct tcp_ring *r, struct vd__shmheap *heap, uint32_t cap)
 
 void vd__ring_free(struct tcp_ring *r)
 {
+	if (r->zc) {
+		vd__ring_zc_free(r);
+		return;
+	}
 	vd__shm_free(r->heap, r->buf);
 	r->buf = NULL;
 	r->cap = r->head = r->len = 0;
@@ -34,6 +40,8 @@ int vd__ring_resize(struct tcp_ring *r, uint32_t cap)
 {
 	if (cap < r->len)
 		return -EINVAL;
+	if (r->zc)
+		return 0; /* a ring in lent nic memory keeps what it was lent (SO_SNDBUF still bounds its use) */
 	uint8_t *nb = vd__shm_alloc(r->heap, cap ? cap : 1);
 	if (!nb)
 		return -ENOMEM;
@@ -48,6 +56,10 @@ int vd__ring_resize(struct tcp_ring *r, uint32_t cap)
 
 void vd__ring_write(struct tcp_ring *r, uint32_t off, const void *src, uint32_t n)
 {
+	if (r->zc) {
+		vd__ring_zc_write(r, off, src, n);
+		return;
+	}
 	uint32_t pos = r->head + off;
 	if (pos >= r->cap)
 		pos -= r->cap;
@@ -63,6 +75,10 @@ void vd__ring_read(const struct tcp_ring *r, uint32_t off, void *dst, uint32_t n
 {
 	if (!n)
 		return;
+	if (r->zc) {
+		vd__ring_zc_read(r, off, dst, n);
+		return;
+	}
 	uint32_t pos = r->head + off;
 	if (pos >= r->cap)
 		pos -= r->cap;
@@ -82,10 +98,13 @@ void vd__ring_consume(struct tcp_ring *r, uint32_t n)
 	r->len -= n;
 }
 
-/* Appends up to max bytes gathered from iov; returns bytes taken. */
+/* Appends up to max bytes gathered from iov; returns bytes taken (in lent nic memory: what may be written
+ * now, tcp_zc.c). */
 uint32_t vd__ring_from_iov(struct tcp_ring *r, const struct iovec *iov, int iovcnt, uint32_t max)
 {
 	uint32_t done = 0;
+	if (r->zc)
+		max = vd__ring_zc_room(r, max);
 	for (int i = 0; i < iovcnt && done < max; i++) {
 		uint32_t n = iov[i].iov_len > max - done ? max - done : (uint32_t)iov[i].iov_len;
 		if (!n)

@@ -72,12 +72,29 @@ enum tcp_state {
 	TCPS_TIME_WAIT,
 };
 
+struct tcp_zc;
+
 struct tcp_ring {
 	uint8_t *buf;
 	struct vd__shmheap *heap;   /* where buf lives (NULL: malloc), from vd__ring_init */
 	uint32_t cap;   /* bytes the memory holds */
 	uint32_t head;  /* offset of the first byte */
 	uint32_t len;   /* bytes held (readable / queued) */
+	struct tcp_zc *zc;          /* send ring in lent nic TX memory (tcp_zc.c); NULL: buf, one piece */
+};
+
+/*
+ * A send ring in memory lent by the nic (vd_nic_tx_lend), so segments go out with their data where the
+ * user's write put it (tcp_zc.c). Ring byte b lives in chunk b / per at offset gap + b % per, chunk q
+ * being chunk q % cpl of region q / cpl. In the stack's heap with the tcb (fork children send too).
+ */
+struct tcp_zc {
+	struct vd__tcp *t;  /* whose TX queue may hold frames naming the ring (flushed before it goes) */
+	struct vd_nic *nic;
+	uint32_t per;       /* ring bytes per chunk: stride - gap */
+	uint32_t cpl;       /* chunks per lent region */
+	uint32_t n;         /* regions */
+	struct vd_nic_lent lent[];
 };
 
 struct tcp_range {
@@ -233,6 +250,7 @@ struct vd__tcp {
 	uint64_t now;                       /* cached clock for the current call */
 	uint8_t now_held;                   /* now is this lock hold's clock (vd__tcp_clock_hold) */
 	uint8_t hold_clock;                 /* the caller asked for one clock read per lock hold */
+	uint8_t zc_off;                     /* the nic lends no TX memory: send rings stay in the heap */
 	uint64_t chal_sec;                  /* challenge ACK rate limit (RFC 5961 7) */
 	uint32_t chal_count;
 	struct tcp_txq tx;
@@ -291,6 +309,15 @@ void vd__ring_read(const struct tcp_ring *r, uint32_t off, void *dst, uint32_t n
 void vd__ring_consume(struct tcp_ring *r, uint32_t n);
 uint32_t vd__ring_from_iov(struct tcp_ring *r, const struct iovec *iov, int iovcnt, uint32_t max);
 uint32_t vd__ring_to_iov(const struct tcp_ring *r, const struct iovec *iov, int iovcnt, uint32_t max);
+/* tcp_zc.c: send rings in lent nic memory (large sends without a copy into TX buffers) */
+#define TCP_ZC_MIN_WRITE 16384u   /* a write at least this large on an empty ring moves it into nic memory */
+int vd__ring_zc_take(struct tcp_ring *r, struct vd__tcp *t, uint32_t want);
+void vd__ring_zc_free(struct tcp_ring *r);
+uint32_t vd__ring_zc_room(struct tcp_ring *r, uint32_t max);
+void vd__ring_zc_write(struct tcp_ring *r, uint32_t off, const void *src, uint32_t n);
+void vd__ring_zc_read(const struct tcp_ring *r, uint32_t off, void *dst, uint32_t n);
+int vd__ring_zc_pieces(const struct tcp_ring *r, uint32_t off, uint32_t n, struct iovec *iov, unsigned max);
+uint32_t vd__ring_zc_fit(const struct tcp_ring *r, uint32_t off, uint32_t n, unsigned max);
 
 /* tcp_opt.c */
 int vd__tcp_opt_parse(const uint8_t *p, uint32_t len, int syn, struct tcp_opts *o);

@@ -126,7 +126,18 @@ static int emit(struct vd__tcp *t, uint32_t lip, uint32_t rip, uint16_t lport, u
 	if (optlen)
 		memcpy(h + TCP_HLEN, opt, optlen);
 	uint16_t placed = 0;
-	if (dlen) {
+	if (dlen && ring->zc) {
+		/*
+		 * The send ring is in lent nic memory (tcp_zc.c): the data goes as pieces of the ring itself,
+		 * after the headers in this buffer - no copy. More pieces than a frame takes (a segment clipped
+		 * by the output loop never needs more; a retransmission may) falls back to the copy below.
+		 */
+		struct iovec pc[VD_NIC_TX_ATTACH_MAX];
+		int np = vd__ring_zc_pieces(ring, off, dlen, pc, VD_NIC_TX_ATTACH_MAX);
+		if (np > 0 && vd_nic_tx_attach(t->nic, f, IP_HLEN + thl, pc, (unsigned)np) == 0)
+			placed = VD_NIC_TX_ATTACHED;
+	}
+	if (dlen && !placed) {
 		/*
 		 * The data goes from the send ring straight where the nic sends it from (nic.h vd_nic_tx_pieces:
 		 * on xdp with jumbo frames, each chunk past the first from its metadata room on), so the nic
@@ -544,12 +555,20 @@ int vd__tcp_output(struct vd__tcb *c)
 			len = clip_to_sacked(c, len);
 		if (len > room)
 			len = room;
+		int clipped = 0;
+		if (c->snd.zc && len) {
+			/* a send ring in lent nic memory: a segment is pieces of it (tcp_zc.c), no more than a
+			 * frame takes; the clipped segment counts as full below (it is not a Nagle case) */
+			uint32_t fit = vd__ring_zc_fit(&c->snd, c->snd_nxt - c->snd_una, len, VD_NIC_TX_ATTACH_MAX);
+			clipped = fit < len;
+			len = fit;
+		}
 		int fin = fin_left && c->snd_nxt + len == c->fin_seq;
 		if (fin && wroom <= len)
 			fin = 0;   /* the FIN takes a sequence number too: it must fit the window */
 		if (!len && !fin)
 			break;
-		if (len < smss && !retrans && !fin) {
+		if (len < smss && !retrans && !fin && !clipped) {
 			/*
 			 * A partial segment. RFC 1122 4.2.3.4 sender SWS avoidance and RFC 896 Nagle: send it if it
 			 * is everything we have and nothing is unacknowledged (or TCP_NODELAY), unless corked

@@ -167,18 +167,35 @@ ssize_t vd__tcb_send(struct vd__tcb *c, const struct iovec *iov, int iovcnt, int
 		return -EPIPE;
 	if (!can_send(c))
 		return -ENOTCONN;
-	uint32_t space = c->sndbuf > c->snd.len ? c->sndbuf - c->snd.len : 0;
-	if (space > c->snd.cap - c->snd.len)
-		space = c->snd.cap - c->snd.len;
 	size_t want = 0;
 	for (int i = 0; i < iovcnt; i++)
 		want += iov[i].iov_len;
 	if (!want)
 		return 0;
+	/*
+	 * A large write on an empty ring moves the ring into TX memory the nic lends, where segments are sent
+	 * from without a second copy (tcp_zc.c); small writes never pay for it (connection loops,
+	 * request/response). A nic that cannot lend is not asked again.
+	 */
+	if (!c->snd.zc && !c->snd.len && want >= TCP_ZC_MIN_WRITE && !t->zc_off && c->snd.buf) {
+		if (vd__ring_zc_take(&c->snd, t, c->sndbuf) == -EOPNOTSUPP)
+			t->zc_off = 1;
+	}
+	uint32_t space = c->sndbuf > c->snd.len ? c->sndbuf - c->snd.len : 0;
+	if (space > c->snd.cap - c->snd.len)
+		space = c->snd.cap - c->snd.len;
 	if (!space)
 		return -EAGAIN;
 	vd__tcp_clock(t);
 	uint32_t n = vd__ring_from_iov(&c->snd, iov, iovcnt, space);
+	if (!n) {
+		/* lent memory still being sent (tcp_zc.c): ring the doorbell (it takes completions), look
+		 * again, else as a full ring */
+		vd_nic_flush(t->nic);
+		n = vd__ring_from_iov(&c->snd, iov, iovcnt, space);
+		if (!n)
+			return -EAGAIN;
+	}
 	c->more = (flags & MSG_MORE) != 0;
 	vd__tcp_output(c);
 	vd__tcp_tx_flush(t);
@@ -329,7 +346,9 @@ uint32_t vd__tcb_events(const struct vd__tcb *c)
 		ev |= POLLOUT;   /* Linux: writing would not block (it fails with EPIPE) */
 	} else if (c->state == TCPS_ESTABLISHED || c->state == TCPS_CLOSE_WAIT) {
 		/* Linux's sk_stream_is_writeable: free space at least half of what is queued */
-		uint32_t used = c->snd.len, free = c->sndbuf > used ? c->sndbuf - used : 0;
+		/* (a ring in lent nic memory may hold less than SO_SNDBUF: tcp_zc.c) */
+		uint32_t lim = c->snd.cap < c->sndbuf ? c->snd.cap : c->sndbuf;
+		uint32_t used = c->snd.len, free = lim > used ? lim - used : 0;
 		if (free && free >= used / 2)
 			ev |= POLLOUT;
 	}

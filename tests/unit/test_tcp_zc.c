@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * TCP send rings in lent nic TX memory (tcp_zc.c: large sends without the copy into TX buffers), over sim
+ * nics whose lent memory completes late (vd_sim_params.tx_complete_ns, longer than the round trip): the
+ * sender must not write a chunk a queued piece still names (the sim compares the bytes at completion:
+ * counters.tx_rewritten), retransmissions after loss must carry the right bytes (every byte checked),
+ * small writes never move a ring, a second connection falls back to the heap ring when the nic lends no
+ * more, and closed connections give their memory back once it completed.
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <viaduct/nic.h>
+
+#include "lib/tcp/tcp.h"
+
+#define IP_A "10.0.0.1"
+#define IP_B "10.0.0.2"
+#define MS 1000000ull
+
+static uint32_t ip_of(const char *s)
+{
+	struct in_addr a;
+	inet_pton(AF_INET, s, &a);
+	return a.s_addr;
+}
+
+struct host {
+	struct vd_nic *nic;
+	struct vd__tcp *tcp;
+	uint64_t next;
+};
+
+struct net {
+	struct vd_sim_link *link;
+	struct host h[2];
+};
+
+static int net_open(struct net *n, const struct vd_sim_params *p, const struct vd__tcp_cfg *cfg)
+{
+	memset(n, 0, sizeof(*n));
+	if (vd_sim_link_new(&n->link, p) < 0)
+		return -1;
+	const char *ips[2] = { IP_A, IP_B };
+	for (int i = 0; i < 2; i++) {
+		struct vd_nic_opts o = {
+			.backend = VD_BACKEND_SIM, .sim = n->link, .local = ips[i], .layer = VD_NIC_LAYER_IPV4,
+		};
+		if (vd_nic_open(&n->h[i].nic, &o) < 0)
+			return -1;
+		struct vd__tcp_cfg c = cfg ? *cfg : (struct vd__tcp_cfg){ 0 };
+		c.secret = 0x1234 + (uint64_t)i;
+		if (vd__tcp_new(&n->h[i].tcp, n->h[i].nic, &c) < 0)
+			return -1;
+		n->h[i].next = UINT64_MAX;
+	}
+	return 0;
+}
+
+static void net_close(struct net *n)
+{
+	for (int i = 0; i < 2; i++) {
+		if (n->h[i].tcp)
+			vd__tcp_free(n->h[i].tcp);
+		if (n->h[i].nic)
+			vd_nic_close(n->h[i].nic);
+	}
+	vd_sim_link_free(n->link);
+}
+
+/* VD_TCP_TRACE=1 prints every delivered segment (debugging aid). */
+static void trace(const struct host *h, const uint8_t *p, uint32_t len)
+{
+	static int on = -1;
+	if (on < 0)
+		on = getenv("VD_TCP_TRACE") != NULL;
+	if (!on || len < 40)
+		return;
+	const uint8_t *t = p + (p[0] & 15) * 4;
+	uint32_t seq = (uint32_t)t[4] << 24 | (uint32_t)t[5] << 16 | (uint32_t)t[6] << 8 | t[7];
+	uint32_t ack = (uint32_t)t[8] << 24 | (uint32_t)t[9] << 16 | (uint32_t)t[10] << 8 | t[11];
+	uint32_t dl = len - (uint32_t)(p[0] & 15) * 4 - (uint32_t)(t[12] >> 4) * 4;
+	printf("%p %u->%u seq %u ack %u len %u flags %02x win %u\n", (const void *)h, t[0] << 8 | t[1],
+	       t[2] << 8 | t[3], seq, ack, dl, t[13], t[14] << 8 | t[15]);
+}
+
+/* Feeds a host's received packets to its engine and polls it; returns packets taken. */
+static int host_pump(struct host *h)
+{
+	struct vd_frame f[64];
+	int total = 0, n;
+	while ((n = vd_nic_rx_burst(h->nic, f, 64)) > 0) {
+		for (int i = 0; i < n; i++) {
+			trace(h, f[i].data, f[i].len);
+			vd__tcp_input(h->tcp, f[i].data, f[i].len);
+		}
+		vd_nic_rx_release(h->nic, f, (unsigned)n);
+		total += n;
+	}
+	h->next = vd__tcp_poll(h->tcp);
+	return total;
+}
+
+/* One step of the world: pump both hosts (host 1 only if pump_b), then move the clock: a little when
+ * packets moved, else up to the next timer (at most 1 ms, so frames in flight are not skipped by much). */
+static void net_step2(struct net *n, int pump_b)
+{
+	int moved = host_pump(&n->h[0]);
+	if (pump_b)
+		moved += host_pump(&n->h[1]);
+	uint64_t now = vd_sim_now_ns(n->link);
+	uint64_t next = n->h[0].next;
+	if (pump_b && n->h[1].next < next)
+		next = n->h[1].next;
+	uint64_t adv = moved ? 5000 : 200000;
+	if (next > now && next - now < adv)
+		adv = next - now;
+	if (next <= now)
+		adv = 1000;
+	vd_sim_advance(n->link, adv);
+}
+
+static void net_step(struct net *n)
+{
+	net_step2(n, 1);
+}
+
+static uint8_t pat(uint32_t stream, uint64_t off)
+{
+	uint64_t x = off * 0x9e3779b97f4a7c15ull + stream * 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 29;
+	return (uint8_t)(x ^ (off >> 9));
+}
+
+/* A listener on host 0 port 80 and a connected pair (client on host 1). */
+struct conn {
+	struct vd__tcb *lst, *srv, *cli;
+};
+
+static int connect_pair(struct net *n, struct conn *c, int backlog)
+{
+	memset(c, 0, sizeof(*c));
+	if (vd__tcb_new(n->h[0].tcp, &c->lst) < 0 || vd__tcb_bind(c->lst, 0, htons(80)) < 0 ||
+	    vd__tcb_listen(c->lst, backlog) < 0)
+		return -1;
+	if (vd__tcb_new(n->h[1].tcp, &c->cli) < 0)
+		return -1;
+	if (vd__tcb_connect(c->cli, ip_of(IP_A), htons(80)) != -EINPROGRESS)
+		return -1;
+	for (int i = 0; i < 200000 && !c->srv; i++) {
+		net_step(n);
+		if (!(vd__tcb_events(c->lst) & POLLIN))
+			continue;
+		if (vd__tcb_accept(c->lst, &c->srv) < 0)
+			return -1;
+	}
+	for (int i = 0; i < 200000 && !(vd__tcb_events(c->cli) & (POLLOUT | POLLERR)); i++)
+		net_step(n);
+	return c->srv && (vd__tcb_events(c->cli) & POLLOUT) ? 0 : -1;
+}
+
+
+/* Sends total bytes from host 1 (client) to host 0 (server) in writes of wsize; checks every byte. Returns
+ * the bytes received; *eagain counts sends refused while data remained. */
+static uint64_t one_way(struct net *n, struct conn *c, uint64_t total, uint32_t wsize, uint32_t seed,
+			uint64_t *eagain)
+{
+	uint8_t *src = malloc(total), *dst = malloc(total);
+	if (!src || !dst) {
+		free(src);
+		free(dst);
+		return 0;
+	}
+	for (uint64_t k = 0; k < total; k++)
+		src[k] = pat(seed, k);
+	uint64_t sent = 0, rcvd = 0;
+	for (uint64_t steps = 0; steps < 4000000 && rcvd < total; steps++) {
+		if (sent < total) {
+			uint64_t want = total - sent < wsize ? total - sent : wsize;
+			struct iovec iov = { src + sent, want };
+			ssize_t r = vd__tcb_send(c->cli, &iov, 1, 0);
+			if (r > 0)
+				sent += (uint64_t)r;
+			else if (r == -EAGAIN && eagain)
+				(*eagain)++;
+			else if (r != -EAGAIN)
+				break;
+		}
+		struct iovec iov = { dst + rcvd, total - rcvd };
+		ssize_t r = vd__tcb_recv(c->srv, &iov, 1, 0);
+		if (r > 0)
+			rcvd += (uint64_t)r;
+		net_step(n);
+	}
+	if (rcvd == total && memcmp(src, dst, total) != 0)
+		rcvd = 0;
+	free(src);
+	free(dst);
+	return rcvd;
+}
+
+/* Completions much later than the round trip: the ring comes round to chunks still named by queued
+ * pieces; the sender must wait for them. Fails (tx_rewritten > 0) if the busy counts are ignored. */
+TEST(late_completions)
+{
+	struct vd_sim_params p = { .seed = 11, .delay_ns = 200000, .mtu = 9000, .tx_complete_ns = 5 * MS };
+	struct net n;
+	REQUIRE(net_open(&n, &p, NULL) == 0);
+	struct conn c;
+	REQUIRE(connect_pair(&n, &c, 8) == 0);
+	uint64_t eagain = 0, total = 8u << 20;
+	CHECK_EQ(one_way(&n, &c, total, 65536, 1, &eagain), total);
+	struct vd_sim_counters sc;
+	vd_sim_counters(n.link, &sc);
+	CHECK(sc.tx_attached > total / 4032);   /* the data went as lent pieces */
+	CHECK_EQ(sc.tx_rewritten, 0);
+	CHECK(eagain > 0);                      /* and the sender did wait for completions */
+	printf("     attached %llu pieces, sender refused %llu times\n", (unsigned long long)sc.tx_attached,
+	       (unsigned long long)eagain);
+	net_close(&n);
+}
+
+/* Loss, duplication, reordering, corruption and late completions: retransmissions point at the ring. */
+TEST(impaired)
+{
+	static const uint64_t seeds[] = { 21, 22 };
+	static const uint32_t mtus[] = { 1500, 9000 };
+	for (size_t i = 0; i < 2; i++) {
+		struct vd_sim_params p = {
+			.seed = seeds[i], .delay_ns = 100000, .jitter_ns = 20000, .loss_ppm = 20000, .dup_ppm = 10000,
+			.reorder_ppm = 10000, .reorder_ns = 300000, .corrupt_ppm = 10000, .mtu = mtus[i],
+			.tx_complete_ns = 1 * MS,
+		};
+		struct net n;
+		REQUIRE(net_open(&n, &p, NULL) == 0);
+		struct conn c;
+		REQUIRE(connect_pair(&n, &c, 8) == 0);
+		uint64_t total = 3u << 20;
+		CHECK_EQ(one_way(&n, &c, total, 50000, 2, NULL), total);
+		struct vd_sim_counters sc;
+		vd_sim_counters(n.link, &sc);
+		struct vd__tcp_stats st;
+		vd__tcp_stats(n.h[1].tcp, &st);
+		CHECK(st.retrans_segs > 0);
+		CHECK(sc.lost > 0 && sc.tx_attached > 0);
+		CHECK_EQ(sc.tx_rewritten, 0);
+		net_close(&n);
+	}
+}
+
+/* Small writes (request/response) never move the ring into lent memory. */
+TEST(small_writes_stay_in_heap)
+{
+	struct vd_sim_params p = { .seed = 31, .delay_ns = 50000, .mtu = 9000 };
+	struct net n;
+	REQUIRE(net_open(&n, &p, NULL) == 0);
+	struct conn c;
+	REQUIRE(connect_pair(&n, &c, 8) == 0);
+	CHECK_EQ(one_way(&n, &c, 200000, 1000, 3, NULL), 200000);
+	struct vd_sim_counters sc;
+	vd_sim_counters(n.link, &sc);
+	CHECK_EQ(sc.tx_attached, 0);
+	net_close(&n);
+}
+
+/* The nic lends at most half its memory: a second connection sending meanwhile keeps its heap ring and
+ * works; once the first is closed and freed, its memory comes back and a third connection gets it. */
+TEST(lending_runs_out_and_comes_back)
+{
+	struct vd_sim_params p = { .seed = 41, .delay_ns = 100000, .mtu = 9000, .tx_complete_ns = 2 * MS };
+	struct net n;
+	REQUIRE(net_open(&n, &p, NULL) == 0);
+	struct conn c1, c2;
+	REQUIRE(connect_pair(&n, &c1, 8) == 0);
+	CHECK_EQ(one_way(&n, &c1, 1u << 20, 65536, 4, NULL), 1u << 20);
+	struct vd_sim_counters a, b;
+	vd_sim_counters(n.link, &a);
+	CHECK(a.tx_attached > 0);
+	/* the listener of c1 still holds port 80: a second listener on another port */
+	struct vd__tcb *lst2, *cli2, *srv2 = NULL;
+	REQUIRE(vd__tcb_new(n.h[0].tcp, &lst2) == 0 && vd__tcb_bind(lst2, 0, htons(81)) == 0 &&
+		vd__tcb_listen(lst2, 8) == 0);
+	REQUIRE(vd__tcb_new(n.h[1].tcp, &cli2) == 0);
+	REQUIRE(vd__tcb_connect(cli2, ip_of(IP_A), htons(81)) == -EINPROGRESS);
+	for (int i = 0; i < 200000 && !srv2; i++) {
+		net_step(&n);
+		if (vd__tcb_events(lst2) & POLLIN)
+			REQUIRE(vd__tcb_accept(lst2, &srv2) == 0);
+	}
+	REQUIRE(srv2 != NULL);
+	for (int i = 0; i < 200000 && !(vd__tcb_events(cli2) & POLLOUT); i++)
+		net_step(&n);
+	c2 = (struct conn){ .lst = lst2, .srv = srv2, .cli = cli2 };
+	CHECK_EQ(one_way(&n, &c2, 1u << 20, 65536, 5, NULL), 1u << 20);
+	vd_sim_counters(n.link, &b);
+	CHECK_EQ(b.tx_attached, a.tx_attached);   /* c2 was refused lent memory: heap ring, same bytes */
+	/* close c1 both ways and let it finish (TIME-WAIT on the client frees its rings) */
+	vd__tcb_close(c1.cli);
+	vd__tcb_close(c1.srv);
+	for (int i = 0; i < 20000; i++)
+		net_step(&n);
+	/* c2's ring is in the heap for good; a new connection gets the memory c1 gave back */
+	struct vd__tcb *cli3, *srv3 = NULL;
+	REQUIRE(vd__tcb_new(n.h[1].tcp, &cli3) == 0);
+	REQUIRE(vd__tcb_connect(cli3, ip_of(IP_A), htons(81)) == -EINPROGRESS);
+	for (int i = 0; i < 200000 && !srv3; i++) {
+		net_step(&n);
+		if (vd__tcb_events(lst2) & POLLIN)
+			REQUIRE(vd__tcb_accept(lst2, &srv3) == 0);
+	}
+	REQUIRE(srv3 != NULL);
+	for (int i = 0; i < 200000 && !(vd__tcb_events(cli3) & POLLOUT); i++)
+		net_step(&n);
+	struct conn c3 = { .lst = lst2, .srv = srv3, .cli = cli3 };
+	CHECK_EQ(one_way(&n, &c3, 1u << 20, 65536, 6, NULL), 1u << 20);
+	struct vd_sim_counters d;
+	vd_sim_counters(n.link, &d);
+	CHECK(d.tx_attached > b.tx_attached);
+	CHECK_EQ(d.tx_rewritten, 0);
+	net_close(&n);
+}
+
+TEST_MAIN(T(late_completions), T(impaired), T(small_writes_stay_in_heap), T(lending_runs_out_and_comes_back))
