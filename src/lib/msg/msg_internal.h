@@ -257,6 +257,7 @@ struct vd_ep {
 	struct vd__link reqs;    /* every live request */
 	struct vd__link pwork;   /* pull replies to send */
 	uint32_t npwork;
+	uint32_t npulls;         /* rendezvous receives pulling (all peers) */
 	struct vd__link gone_q;  /* peers gone, notice not yet collected */
 	int unblock;             /* something freed unexpected space or posted a receive */
 	int tx_pending;          /* frames queued on the nic since the last flush */
@@ -312,7 +313,9 @@ void vd__sent_acked(struct vd_peer *p);
 /* rndv.c */
 int vd__pull_start(struct vd_req *req, struct vd_peer *p, uint32_t send_id, uint64_t msg_len,
 		   uint16_t sender_maxp);
-void vd__pull_on_reply(struct vd_peer *p, const struct vd__wpull_reply *r);
+/* unsummed: the whole frame when its checksum is still to verify (vd__wire_decode_hdr_lazy), else NULL.
+ * Returns -EBADMSG (nothing done: the caller counts it malformed) when that check fails, else 0. */
+int vd__pull_on_reply(struct vd_peer *p, const struct vd__wpull_reply *r, const uint8_t *unsummed);
 void vd__pull_on_req(struct vd_peer *p, const struct vd__wpull_req *q);
 void vd__pull_on_done(struct vd_peer *p, uint32_t send_id);
 void vd__pull_timers(struct vd_peer *p);

@@ -109,6 +109,19 @@ int vd__wire_decode_hdr(const void *frame, size_t len, struct vd__whdr *h, const
  * wrong for the type, EAGER fragment outside its message or message above VD__W_EAGER_LIMIT, RNDV length
  * above VD__W_RNDV_LIMIT or max_payload too small to carry data).
  */
+/*
+ * vd__wire_decode_hdr for the receive path: the same checks, except that a PULL_REPLY's checksum is not
+ * verified (returns 1 then, 0 for any other frame checked in full). The pull receive path verifies it
+ * while copying the data (vd__wire_copy_sum, vd__wire_sum_body_ok) and acts on nothing of the frame
+ * before that: one pass over the bulk data instead of two.
+ */
+int vd__wire_decode_hdr_lazy(const void *frame, size_t len, struct vd__whdr *h, const uint8_t **body,
+			     size_t *body_len);
+/* Whether a whole frame's checksum is right; the same for a frame whose bytes from the even offset hdr_len
+ * on sum to body_sum (vd__wire_copy_sum's). */
+int vd__wire_sum_ok(const void *frame, size_t len);
+int vd__wire_sum_body_ok(const void *frame, size_t hdr_len, uint32_t body_sum);
+
 int vd__wire_next_rec(const uint8_t *body, size_t body_len, size_t *pos, struct vd__wrec *r);
 
 int vd__wire_decode_pull_req(const uint8_t *body, size_t body_len, struct vd__wpull_req *p);
