@@ -109,6 +109,23 @@ static int port_bind(int fd, uint32_t ip_be, uint16_t *port_be)
 	return 0;
 }
 
+/*
+ * Every reserved, pooled or held port is a descriptor of the daemon (n_port_fds of them). They never take
+ * the last VD_PORT_FD_ROOM of RLIMIT_NOFILE: a client looping on connect (40k connections a second, each
+ * port held 60 s) would otherwise leave viaductd no descriptor to accept a control connection or open an
+ * endpoint with, and so stop serving everyone. Its reservations fail (EMFILE) instead, as a kernel socket's
+ * connect fails once the ephemeral range is in TIME-WAIT.
+ */
+#define VD_PORT_FD_ROOM 256u
+static unsigned n_port_fds;
+
+static bool port_fds_left(void)
+{
+	struct rlimit rl;
+	return getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY ||
+	       (rlim_t)n_port_fds + VD_PORT_FD_ROOM < rl.rlim_cur;
+}
+
 int vd__port_reserve(uint8_t proto, uint32_t ip_be, uint16_t port_be, struct vd_port **out)
 {
 	struct vd_port *p;
@@ -116,6 +133,8 @@ int vd__port_reserve(uint8_t proto, uint32_t ip_be, uint16_t port_be, struct vd_
 
 	if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
 		return -EPROTONOSUPPORT;
+	if (!port_fds_left())
+		return -EMFILE;
 	fd = socket(AF_INET, (proto == IPPROTO_UDP ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -139,6 +158,7 @@ int vd__port_reserve(uint8_t proto, uint32_t ip_be, uint16_t port_be, struct vd_
 	p->ip_be = ip_be;
 	p->port_be = port_be;
 	p->fd = fd;
+	n_port_fds++;
 	*out = p;
 	return 0;
 }
@@ -148,6 +168,7 @@ void vd__port_free(struct vd_port *p)
 	if (!p)
 		return;
 	close(p->fd);
+	n_port_fds--;
 	free(p);
 }
 
@@ -220,6 +241,7 @@ void vd__port_reclaim_conn(struct vd_conn *c)
  * a connection still closing on the other side would be wrong too).
  */
 #define VD_PORT_HELD_MAX 16384u       /* held ports host-wide: each is a kernel socket */
+#define VD_PORT_NOFILE 65536u         /* descriptors asked for (vd__port_init): held, pooled, endpoints' */
 
 /*
  * Held ports in a binary min-heap by hold end (the key stored beside the pointer, so sifting touches only
@@ -346,22 +368,33 @@ static void hold_expire(struct vd_evsrc *src, uint32_t events)
  * Turns a port that left its endpoint into a held one for ms milliseconds. Returns -ENOSPC (the port
  * untouched) when too many are held already, or the map error.
  */
+static struct vd_bpf_ep hold_slot(const struct vd_port *p)
+{
+	return (struct vd_bpf_ep){ .flags = VD_BPF_EP_VALID | VD_BPF_EP_HOLD, .ip_be = p->ip_be };
+}
+
+/* A port whose slot says VD_BPF_EP_HOLD now joins the held ones until now_ns + ms (n_held < the maximum). */
+static void held_add(struct vd_port *p, uint64_t now_ns, uint32_t ms)
+{
+	p->in_map = true;
+	p->hold_until_ns = now_ns + (uint64_t)ms * 1000000u;
+	p->next = NULL;
+	held_push(p);
+	/* Only a new earliest end moves the timer. */
+	if (held[0].p == p)
+		hold_timer_arm();
+}
+
 static int port_hold(struct vd_port *p, uint32_t ms)
 {
-	const struct vd_bpf_ep hold = { .flags = VD_BPF_EP_VALID | VD_BPF_EP_HOLD, .ip_be = p->ip_be };
+	const struct vd_bpf_ep hold = hold_slot(p);
 
 	if (n_held >= VD_PORT_HELD_MAX)
 		return -ENOSPC;
 	int err = slot_write(p->ifc, p->proto, p->port_be, &hold);
 	if (err)
 		return err;
-	p->in_map = true;
-	p->hold_until_ns = mono_ns() + (uint64_t)ms * 1000000u;
-	p->next = NULL;
-	held_push(p);
-	/* Only a new earliest end moves the timer. */
-	if (held[0].p == p)
-		hold_timer_arm();
+	held_add(p, mono_ns(), ms);
 	return 0;
 }
 
@@ -382,8 +415,15 @@ static int port_hold(struct vd_port *p, uint32_t ms)
  * The pooled ports come from the kernel's ephemeral range like any other of ours: POOL_TCP of the
  * 28,232 of Linux's default range. Measured (3 interleaved runs each): connect+close p99 216-260 ->
  * 133-183 us; the connection rate did not move beyond the noise.
+ * The pool was 1024 TCP ports: a burst of more connections (a `perf sockets` connrate round is 3000) ran
+ * it dry after a third, and from then on every batch of 32 was 32 socket + bind in one go, about 300 us
+ * of the daemon on the client's CPU: the client's connect+close every 32nd connection took 250-450 us
+ * instead of 20 (per-connection timing; the p99), and the rate fell by a quarter. POOL_TCP 4096 covers
+ * such a burst (3000 connections: p99 about 400 -> 80-90 us, 26 -> 37-40k/s). Its cost is descriptors
+ * (a quarter of RLIMIT_NOFILE at most, see pool_init) and ports no kernel socket can take meanwhile,
+ * 4096 of 28,232.
  */
-#define POOL_TCP 1024u
+#define POOL_TCP 4096u
 #define POOL_UDP 64u
 #define POOL_CHUNK 32u                  /* ports reserved per refill step (about 0.2 ms) */
 #define POOL_IDLE_NS 2000000ull         /* no port request for this long: the daemon may refill */
@@ -528,10 +568,10 @@ static int pool_init(void)
 	unsigned nif = vd__iface_count(), tcp = POOL_TCP, udp = POOL_UDP;
 	struct rlimit rl;
 
-	/* Every pooled port is a descriptor: the pools take at most a sixteenth of RLIMIT_NOFILE (which
+	/* Every pooled port is a descriptor: the pools take at most a quarter of RLIMIT_NOFILE (which
 	 * vd__port_init raised to the hard limit), leaving the rest to endpoints and held ports. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-		rlim_t budget = rl.rlim_cur / 16u / (nif ? nif : 1u); /* per interface */
+		rlim_t budget = rl.rlim_cur / 4u / (nif ? nif : 1u); /* per interface */
 		if (budget < POOL_TCP + POOL_UDP) {
 			tcp = (unsigned)(budget * POOL_TCP / (POOL_TCP + POOL_UDP));
 			udp = (unsigned)budget - tcp;
@@ -585,13 +625,20 @@ int vd__port_init(uint32_t time_wait_s)
 {
 	/*
 	 * Every reserved or held port is a kernel socket of the daemon: the default soft limit of 1024
-	 * descriptors would let a few clients' ports starve everyone's endpoint set-up. Take the hard limit.
+	 * descriptors would let a few clients' ports starve everyone's endpoint set-up. Held ports alone may
+	 * be VD_PORT_HELD_MAX, plus the pools and the endpoints' own: ask for VD_PORT_NOFILE (root may raise
+	 * the hard limit up to fs.nr_open), else take the hard limit as it is.
 	 */
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl))
-			vd__warn("RLIMIT_NOFILE: %s", strerror(errno));
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY) {
+		struct rlimit want = { .rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max };
+		if (want.rlim_max < VD_PORT_NOFILE)
+			want.rlim_cur = want.rlim_max = VD_PORT_NOFILE;
+		if (setrlimit(RLIMIT_NOFILE, &want)) {
+			rl.rlim_cur = rl.rlim_max; /* refused (fs.nr_open lower?): the hard limit as it is */
+			if (setrlimit(RLIMIT_NOFILE, &rl))
+				vd__warn("RLIMIT_NOFILE: %s", strerror(errno));
+		}
 	}
 	held = calloc(VD_PORT_HELD_MAX, sizeof(*held));
 	if (!held)
@@ -875,6 +922,90 @@ void vd__ep_port_del_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep
 	vd__conn_reply(c, VD_CTL_EP_PORT_DEL, seq, err, NULL, 0, NULL, 0, err ? why : NULL);
 }
 
+/*
+ * The holds of one EP_PORTS_DEL (a connect-heavy client's TIME-WAITs, up to VD_CTL_PORTS_BATCH_MAX at a
+ * time) with one map call, as EP_PORTS_ADD does: one syscall per port was most of the daemon's time for
+ * the message, and that time is taken from the client or its peer on a small host (the connect+close
+ * p99). Each port on its own as ep_port_del: one the endpoint does not have, or past the held maximum,
+ * fails alone; one whose slot could not be written stays the endpoint's. Returns the first failure.
+ * The endpoint's port list is walked once for the whole request, the ports asked for marked in a bitmap:
+ * a walk per port (as ep_port_del does) was a cache miss per port the endpoint has, for each of up to 64,
+ * with a connect-heavy client's spares and gathered holds 200-300 of them: measured, a stall of the client
+ * of 300-500 us per message.
+ */
+static int ep_ports_hold(struct vd_ep *ep, const struct vd_ctl_ep_ports_req *req, const char **why)
+{
+	static uint64_t asked[65536 / 64]; /* ports of this request still to find; all 0 between calls */
+	struct vd_port *got[VD_CTL_PORTS_BATCH_MAX];
+	__u32 keys[VD_CTL_PORTS_BATCH_MAX];
+	struct vd_bpf_ep vals[VD_CTL_PORTS_BATCH_MAX];
+	unsigned n = 0, count = req->count < VD_CTL_PORTS_BATCH_MAX ? req->count : VD_CTL_PORTS_BATCH_MAX;
+	int first = 0;
+
+	for (unsigned i = 0; i < count; i++) {
+		uint16_t h = ntohs(req->port_be[i]);
+		asked[h / 64] |= 1ull << (h % 64);
+	}
+	for (struct vd_port **pp = &ep->ports; *pp && n < count;) {
+		uint16_t h = ntohs((*pp)->port_be);
+		if ((*pp)->proto != req->proto || !(asked[h / 64] & (1ull << (h % 64)))) {
+			pp = &(*pp)->next;
+			continue;
+		}
+		if (n_held + n >= VD_PORT_HELD_MAX) {
+			/* left marked: reported below with the ports not found */
+			pp = &(*pp)->next;
+			continue;
+		}
+		asked[h / 64] &= ~(1ull << (h % 64)); /* a port asked for twice: the second is not the endpoint's */
+		got[n] = *pp;
+		*pp = got[n]->next; /* unlinked; linked back below if its slot cannot be written */
+		keys[n] = vd_bpf_port_index(got[n]->proto, h);
+		vals[n] = hold_slot(got[n]);
+		n++;
+	}
+	for (unsigned i = 0; i < count; i++) {
+		uint16_t h = ntohs(req->port_be[i]);
+		if (!(asked[h / 64] & (1ull << (h % 64))))
+			continue;
+		asked[h / 64] &= ~(1ull << (h % 64));
+		int err = n_held + n >= VD_PORT_HELD_MAX ? -ENOSPC : -ENOENT;
+		vd__dbg("ep %u: port %u not held: %s", ep->id, h, strerror(-err));
+		if (!first) {
+			first = err;
+			*why = err == -ENOENT ? "port not added to this endpoint" : "too many held ports";
+		}
+	}
+	if (!n)
+		return first;
+	/* As in vd__ep_ports_add_req: an array map writes element by element and stops at the first
+	 * failure with done saying how many it wrote; none written at all (no batch ops): one at a time. */
+	LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = 0);
+	__u32 done = n;
+	if (bpf_map_update_batch(ep->ifc->ports_fd, keys, vals, &done, &opts)) {
+		int err = -errno;
+		if (done >= n)
+			for (done = 0; done < n && (err = slot_write(ep->ifc, got[done]->proto, got[done]->port_be,
+								     &vals[done])) == 0;)
+				done++;
+		if (done < n && !first) {
+			first = err;
+			*why = "cannot hold the port";
+		}
+	}
+	uint64_t now = mono_ns();
+	for (unsigned i = 0; i < n; i++) {
+		if (i < done) {
+			held_add(got[i], now, req->hold_ms);
+			ep->n_ports--;
+		} else {
+			got[i]->next = ep->ports;
+			ep->ports = got[i];
+		}
+	}
+	return first;
+}
+
 /* The batch: every port on its own; the first failure is the status. QUIET: no reply when all went well. */
 void vd__ep_ports_del_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_ports_req *req)
 {
@@ -883,7 +1014,9 @@ void vd__ep_ports_del_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_e
 	int first = ep ? 0 : -ENOENT;
 
 	pool_busy();
-	for (unsigned i = 0; ep && i < req->count; i++) {
+	if (ep && req->hold_ms)
+		first = ep_ports_hold(ep, req, &why);
+	for (unsigned i = 0; ep && !req->hold_ms && i < req->count; i++) {
 		int err = ep_port_del(ep, req->proto, req->port_be[i], req->hold_ms, &w);
 		if (err) {
 			vd__dbg("ep %u: port %u not given back: %s", ep->id, ntohs(req->port_be[i]), w);

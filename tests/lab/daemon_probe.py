@@ -12,6 +12,8 @@ the library. Every subcommand prints what it saw and exits non-zero when the dae
   neigh IP                        resolve IP (prints mac or the error)
   reserve PROTO PORT [--hold]     PORT_RESERVE
   stall                           send requests without reading replies (back-pressure), then hold
+  ports-hold                      EP_PORTS_ADD a batch, EP_PORTS_DEL it with holds (one port not ours
+                                  among them; then a quiet one): each port held on its own
 Common: --socket PATH, --uid U --gid G (drop to that identity before connecting).
 """
 import argparse
@@ -29,6 +31,7 @@ MAGIC = 0x54434456
 VERSION = 1
 REPLY = 0x8000
 EP_OPEN, EP_CLOSE, NEIGH, STAT, PORT_RESERVE, PORT_RELEASE = 1, 2, 3, 4, 5, 6
+EP_PORTS_ADD, EP_PORTS_DEL, PORTS_QUIET, PORTS_MAX = 9, 10, 1, 64
 HDR = struct.Struct("<IHHIIiI")
 MODES = {"auto": 0, "direct": 1, "steered": 2}
 PAGE = mmap.PAGESIZE
@@ -441,6 +444,68 @@ def cmd_stall(a):
         time.sleep(1)
 
 
+def ports_req(ep_id, proto, count, ports=(), flags=0, hold_ms=0):
+    """struct vd_ctl_ep_ports_req: ports in network order, the rest of the array 0."""
+    arr = list(ports) + [0] * (PORTS_MAX - len(ports))
+    return struct.pack("<IBBHI", ep_id, proto, flags, count, hold_ms) + struct.pack(">%dH" % PORTS_MAX, *arr)
+
+
+def cmd_ports_hold(a):
+    """EP_PORTS_DEL with holds, the batched form: every port is held on its own, a port the endpoint does
+    not have fails alone (the request's status, the others held all the same), and the endpoint's port
+    count follows. Then a quiet one: no reply, held all the same. Prints a JSON summary, exits non-zero on
+    any difference."""
+    s = connect(a.socket)
+    status, p, fds = call(s, EP_OPEN, ep_open_req(mode=MODES["steered"]))
+    assert status == 0, status
+    for f in fds:
+        os.close(f)
+    rep = parse_ep_rep(p)
+    ep, tcp = rep["ep_id"], 6
+    status, p, _ = call(s, EP_PORTS_ADD, ports_req(ep, tcp, 8), seq=8)
+    assert status == 0, status
+    n = struct.unpack_from("<H", p, 0)[0]
+    ports = list(struct.unpack_from(">%dH" % n, p, 4))
+    assert n == 8 and 0 not in ports, ports
+    foreign = next(q for q in range(1024, 65536) if q not in ports)
+    batch = ports[:6] + [foreign] + ports[6:7]
+    status, _, _ = call(s, EP_PORTS_DEL, ports_req(ep, tcp, len(batch), batch, hold_ms=a.hold_ms), seq=9)
+    out = {"ports": ports, "foreign": foreign, "del_status": status}
+
+    def look():
+        d = stat(a.socket)
+        held = sorted(q["port"] for q in d["ports"] if q["proto"] == tcp and q["flags"] & 2 and q["hold_left_ms"] > 0)
+        mine = sorted(q["port"] for q in d["ports"] if q["proto"] == tcp and not q["flags"] & 2 and q["ep_id"] == ep)
+        n_ports = next(e["n_ports"] for e in d["eps"] if e["ep_id"] == ep)
+        return held, mine, n_ports
+
+    def kernel_refused(q):
+        k = socket.socket()
+        try:
+            k.bind((rep["ip"], q))
+            return False
+        except OSError as e:
+            return e.errno == errno.EADDRINUSE
+        finally:
+            k.close()
+
+    held, mine, n_ports = look()
+    out.update(held_after_del=held, still_ours=mine, n_ports=n_ports)
+    ok = (status == -errno.ENOENT and all(q in held for q in ports[:7]) and mine == [ports[7]] and n_ports == 1
+          and all(kernel_refused(q) for q in ports))
+    # Quiet: no reply when it went well; the STAT reply below would be preceded by one otherwise (call
+    # checks that the first reply is STAT's).
+    s.sendall(hdr(EP_PORTS_DEL, 140, seq=10) + ports_req(ep, tcp, 1, ports[7:], flags=PORTS_QUIET, hold_ms=a.hold_ms))
+    status, _, _ = call(s, STAT, seq=11)
+    held, mine, n_ports = look()
+    out.update(quiet_held=ports[7] in held, n_ports_after_quiet=n_ports)
+    ok = ok and status == 0 and ports[7] in held and mine == [] and n_ports == 0
+    out["ok"] = ok
+    print(json.dumps(out), flush=True)
+    s.close()
+    return 0 if ok else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--socket", required=True)
@@ -470,10 +535,12 @@ def main():
     rs.add_argument("--hold", action="store_true")
     rs.add_argument("--release", action="store_true")
     sub.add_parser("stall")
+    ph = sub.add_parser("ports-hold")
+    ph.add_argument("--hold-ms", type=int, default=60000)
     a = ap.parse_args()
     drop_privs(a)
     return {"open": cmd_open, "hostile": cmd_hostile, "steer-rx": cmd_steer_rx, "stat": cmd_stat,
-            "neigh": cmd_neigh, "reserve": cmd_reserve, "stall": cmd_stall}[a.cmd](a)
+            "neigh": cmd_neigh, "reserve": cmd_reserve, "stall": cmd_stall, "ports-hold": cmd_ports_hold}[a.cmd](a)
 
 
 if __name__ == "__main__":

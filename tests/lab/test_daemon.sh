@@ -267,6 +267,22 @@ emfile_test() {
 }
 check "out of descriptors: the daemon does not spin; the waiting client is served once they are back" emfile_test
 grep -q "out of file descriptors" "$LOG" && ok "running out of descriptors is logged" || ko "running out of descriptors is logged" "$LOG"
+# Ports (each a descriptor of the daemon) never take its last 256 descriptors (port.c VD_PORT_FD_ROOM).
+port_room_test() {
+	local pid nofile n out rc
+	pid=$(daemon_pid)
+	nofile=$(prlimit --pid "$pid" --nofile --noheadings --raw -o SOFT,HARD)
+	n=$(ls "/proc/$pid/fd" | wc -l)
+	# Most of the daemon's descriptors are its port pool's: 50 more than it has leaves ports no room.
+	prlimit --pid "$pid" --nofile=$((n + 50)):"${nofile#* }"
+	out=$(probe reserve tcp 0 2>&1)
+	probe stat >/dev/null
+	rc=$?
+	prlimit --pid "$pid" --nofile="${nofile% *}:${nofile#* }"
+	echo "$n descriptors; reserve: $out; stat exit $rc"
+	grep -q '"status": -24' <<<"$out" && [ "$rc" = 0 ]
+}
+check "near RLIMIT_NOFILE: a port reservation is refused (EMFILE), clients are still served" port_room_test
 
 # ---- kernel traffic untouched while viaductd runs (with an endpoint open) ---------------------------
 probe_bg "$TMP/bg" open --hold
@@ -316,6 +332,10 @@ s.send(dst + bytes.fromhex(src.replace(':', '')) + b'\x08\x00' + ip + bytes(8))"
 	[ "$after" -gt "$before" ]
 }
 check "malformed IPv4 header counted and passed to the kernel" malformed_test
+
+# ---- batched holds (EP_PORTS_DEL: one map update for all the request's holds, port.c) -----------------
+check "EP_PORTS_DEL with holds: each port held on its own (one not ours fails alone), quiet one too" \
+	probe ports-hold
 
 # ---- shutdown ---------------------------------------------------------------------------------------
 shutdown_test() {

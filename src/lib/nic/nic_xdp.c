@@ -103,9 +103,11 @@ struct xdp_map {
 	size_t len;
 };
 
-/* Port holds gathered into one message to viaductd, and for how long at most (the ports section below). */
-#define XDP_HOLD_GATHER 16u
-#define XDP_HOLD_WAIT_NS 1000000ull
+/* Port holds gathered for viaductd, and for how long at most; spare ephemeral ports kept at most: two
+ * batches, so that the next is asked for a whole batch ahead (the ports section below). */
+#define XDP_HOLD_GATHER VD_CTL_PORTS_BATCH_MAX
+#define XDP_HOLD_WAIT_NS 4000000ull
+#define XDP_SPARE_MAX (2u * VD_CTL_PORTS_BATCH_MAX)
 
 /*
  * TX buffers lent out (vd_nic_tx_lend: a TCP send ring in UMEM, sent from as pieces attached to frames).
@@ -173,7 +175,7 @@ struct xdp_nic {
 	bool l3;                    /* VD_NIC_LAYER_IPV4 */
 	uint32_t ep_id;
 	/* Ephemeral ports reserved in batches and not used yet (xdp_port_add), [0] TCP, [1] UDP */
-	uint16_t spare[2][VD_CTL_PORTS_BATCH_MAX];
+	uint16_t spare[2][XDP_SPARE_MAX];
 	uint32_t n_spare[2];
 	uint32_t batch[2];          /* ports the next batch asks for: grows from XDP_BATCH_MIN as they run out */
 	bool no_batch;              /* the daemon predates EP_PORTS_ADD/DEL: one port per request */
@@ -1431,7 +1433,7 @@ static int xdp_setup(struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
  *   stalling one of them. A batch starts at XDP_BATCH_MIN ports and doubles up to XDP_BATCH_MAX, so a
  *   process that opens one connection reserves a few ports, not dozens. Spares go back when the nic
  *   closes; should the process die first, viaductd holds them for TIME-WAIT with its other ephemeral
- *   ports (it cannot tell they were never used), at most 2 * XDP_BATCH_MAX of them.
+ *   ports (it cannot tell they were never used), at most XDP_SPARE_MAX of them.
  * - a port given back with a hold (TIME-WAIT handed to viaductd) is sent as a quiet EP_PORTS_DEL: no
  *   reply unless it failed, and no wait for it. The daemon serves a connection's requests in order, so
  *   whatever this process asks later sees the hold in place; error replies are skipped and counted by
@@ -1441,7 +1443,14 @@ static int xdp_setup(struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
  *   when the oldest has waited XDP_HOLD_WAIT_NS (checked at each flush, i.e. each progress pass), before
  *   the process sleeps in xdp_wait, before any other request to viaductd and at close. A connect+close loop otherwise woke the daemon once per
  *   connection, and on a small host that wake-up takes the CPU from the client or its server (the
- *   connect+close p99). Until the message goes the port is still steered here, so the nic drops its
+ *   connect+close p99). Each wake-up still costs the connection it preempts about 1-2 us per port in
+ *   the messages (measured: 60-140 us for 64 + 64), so they are few: batches of up to 64 ports
+ *   (XDP_SPARE_MAX keeps the next asked for a whole batch ahead: its reply is not waited for), and up
+ *   to 64 holds, which leave with the next batch request (a full gather leaves only when a 65th hold
+ *   comes): one wake-up per 64 connections of a connect+close loop instead of two per 32. Two
+ *   messages of each per wake-up (128 connections) halved the wake-ups but doubled each stall to
+ *   250-300 us, which a 3000-connection p99 still catches with a few scheduling hiccups: not kept.
+ *   Until the message goes the port is still steered here, so the nic drops its
  *   frames itself (xdp_accept_l3), as viaductd's hold will: the hold holds from the call on, as nic.h
  *   says. A process that dies first leaves its ephemeral ports to viaductd, which holds them anyway.
  * Ports given back without a hold stay synchronous: the caller may expect the port free (for a kernel
@@ -1449,7 +1458,7 @@ static int xdp_setup(struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
  * otherwise skip.
  */
 #define XDP_BATCH_MIN 4u
-#define XDP_BATCH_MAX 32u
+#define XDP_BATCH_MAX VD_CTL_PORTS_BATCH_MAX
 #define XDP_DRAIN_EVERY 32u   /* quiet requests between two non-blocking reads of their error replies */
 
 static unsigned proto_ix(int proto)
@@ -1470,7 +1479,7 @@ static void xdp_refill_take(struct xdp_nic *x, int err, const struct vd_ctl_repl
 	if (err)
 		return;
 	const struct vd_ctl_ep_ports_rep *r = rep->payload; /* vd__ctl_check: count in 1..the maximum */
-	for (unsigned i = 0; i < r->count && x->n_spare[ix] < VD_CTL_PORTS_BATCH_MAX; i++)
+	for (unsigned i = 0; i < r->count && x->n_spare[ix] < XDP_SPARE_MAX; i++)
 		x->spare[ix][x->n_spare[ix]++] = r->port_be[i];
 	if (x->batch[ix] < XDP_BATCH_MAX)
 		x->batch[ix] *= 2;
@@ -1549,13 +1558,16 @@ static int xdp_ports_del_quiet(struct xdp_nic *x, int proto, const uint16_t *por
 	return vd__ctl_send(x->ctl_fd, VD_CTL_EP_PORTS_DEL, &req, sizeof(req));
 }
 
-/* The gathered holds of protocol index ix leave in one quiet EP_PORTS_DEL. A send that fails leaves the ports
+/* The gathered holds of protocol index ix leave in quiet EP_PORTS_DELs of up to VD_CTL_PORTS_BATCH_MAX ports
+ * (one message with XDP_HOLD_GATHER as it is). A send that fails leaves the ports
  * the endpoint's, which viaductd holds when it goes (as for a refused hold). */
 static void xdp_holds_send(struct xdp_nic *x, unsigned ix)
 {
-	if (!x->n_held[ix])
-		return;
-	(void)xdp_ports_del_quiet(x, ix == 0 ? IPPROTO_TCP : IPPROTO_UDP, x->held[ix], x->n_held[ix], x->held_ms[ix]);
+	for (unsigned i = 0; i < x->n_held[ix]; i += VD_CTL_PORTS_BATCH_MAX) {
+		unsigned n = x->n_held[ix] - i;
+		(void)xdp_ports_del_quiet(x, ix == 0 ? IPPROTO_TCP : IPPROTO_UDP, x->held[ix] + i,
+					  n < VD_CTL_PORTS_BATCH_MAX ? n : VD_CTL_PORTS_BATCH_MAX, x->held_ms[ix]);
+	}
 	x->n_held[ix] = 0;
 }
 
@@ -1582,8 +1594,12 @@ static void xdp_spares_free(struct xdp_nic *x)
 		xdp_refill_collect(x, XDP_CTL_TIMEOUT_MS);
 	}
 	for (unsigned ix = 0; ix < 2 && x->ctl_fd >= 0; ix++) {
-		if (x->n_spare[ix])
-			(void)xdp_ports_del_quiet(x, ix == 0 ? IPPROTO_TCP : IPPROTO_UDP, x->spare[ix], x->n_spare[ix], 0);
+		/* up to two batches: one message per VD_CTL_PORTS_BATCH_MAX */
+		for (unsigned i = 0; i < x->n_spare[ix]; i += VD_CTL_PORTS_BATCH_MAX) {
+			unsigned n = x->n_spare[ix] - i;
+			(void)xdp_ports_del_quiet(x, ix == 0 ? IPPROTO_TCP : IPPROTO_UDP, x->spare[ix] + i,
+						  n < VD_CTL_PORTS_BATCH_MAX ? n : VD_CTL_PORTS_BATCH_MAX, 0);
+		}
 		x->n_spare[ix] = 0;
 	}
 }
@@ -1620,7 +1636,7 @@ static int xdp_port_spare(struct xdp_nic *x, int proto, uint16_t *port_be)
 	 * (the daemon takes about 10 us a port; a whole batch of connections' time is ample). Only once two
 	 * batches went, so that a process that opens a connection or two reserves a few ports only. */
 	if (!x->refill_seq && !x->no_batch && x->batches[ix] >= 2 && x->n_spare[ix] < x->batch[ix] &&
-	    x->n_spare[ix] + x->batch[ix] <= VD_CTL_PORTS_BATCH_MAX)
+	    x->n_spare[ix] + x->batch[ix] <= XDP_SPARE_MAX)
 		(void)xdp_refill_send(x, proto);
 	return 0;
 }
@@ -1656,13 +1672,15 @@ static int xdp_port_del(struct vd_nic *nic, int proto, uint16_t port_be, uint32_
 		unsigned ix = proto_ix(proto);
 		if (x->n_held[ix] && x->held_ms[ix] != hold_ms)
 			xdp_holds_send(x, ix); /* one hold_ms per message */
+		/* Full: the gathered ones leave now, before this one (not after it: the next batch request,
+		 * which takes the holds along, then finds a full message and the daemon wakes once). */
+		if (x->n_held[ix] == XDP_HOLD_GATHER)
+			xdp_holds_send(x, ix);
 		if (!x->n_held[ix]) {
 			x->held_ms[ix] = hold_ms;
 			x->held_since[ix] = vd__mono_ns();
 		}
 		x->held[ix][x->n_held[ix]++] = port_be;
-		if (x->n_held[ix] == XDP_HOLD_GATHER)
-			xdp_holds_send(x, ix);
 		return 0;
 	}
 	return xdp_port_call(x, VD_CTL_EP_PORT_DEL, proto, port_be, hold_ms, NULL);
