@@ -130,6 +130,14 @@ struct vd_nic_stats {
 	uint64_t shm_rx_frames, shm_tx_frames;
 	uint64_t shm_channels;  /* channels up now */
 	uint64_t shm_errors;    /* channel set-ups refused or failed, rings abandoned as corrupt */
+	/*
+	 * TX from lent memory (vd_nic_tx_lend/vd_nic_tx_attach; xdp and sim, 0 elsewhere). tx_lent: TX
+	 * buffers out of the nic's pool now (lent, or given back with pieces still queued), a gauge;
+	 * tx_lend_refused: lends refused because none was left (-ENOBUFS); tx_att_frames / tx_att_pieces:
+	 * frames sent with attached pieces, and those pieces.
+	 */
+	uint64_t tx_lent, tx_lend_refused;
+	uint64_t tx_att_frames, tx_att_pieces;
 };
 
 struct vd_nic;

@@ -8,6 +8,9 @@
  * rx_ring_full from XDP_STATISTICS); tx and malformed are the library's counts from the shared page. Then
  * the sockets layer's counters of each endpoint (open TCP and UDP sockets, sockets handed to the kernel)
  * with the ports added to it, and the ports viaductd holds (TCP TIME-WAIT after an endpoint let them go).
+ * In that table too, TX from lent memory (TCP large sends on xdp jumbo, docs/design.md): TX buffers lent to
+ * send rings now (LENT), lends refused for want of a free one (REFUSED), frames sent with attached pieces
+ * of lent memory and those pieces (ATT_FRAMES, ATT_PIECES); all 0 where sends take the copying path.
  * Last, per interface, what viaductd keeps ready ahead of requests (src/daemon/ringpool.c, port.c): spare
  * endpoint ids with their steering rings installed, ring installs/removals under way, a spare pre-faulted
  * UMEM, pooled ephemeral ports (of the pool's target), and the number of held ports.
@@ -152,12 +155,15 @@ static void print_ports(const struct stat_data *d)
 {
 	char ports[160];
 
-	printf("\n%5s %8s %8s %9s %6s  %s\n", "EP", "SOCK_TCP", "SOCK_UDP", "FALLBACK", "PORTS", "(* = ephemeral)");
+	printf("\n%5s %8s %8s %9s %5s %8s %11s %11s %6s  %s\n", "EP", "SOCK_TCP", "SOCK_UDP", "FALLBACK", "LENT",
+	       "REFUSED", "ATT_FRAMES", "ATT_PIECES", "PORTS", "(* = ephemeral)");
 	for (uint32_t i = 0; i < d->hdr.n_eps; i++) {
 		const struct vd_ctl_stat_ep *e = &d->eps[i];
 		ep_ports_str(d, e->ep_id, ports, sizeof(ports));
-		printf("%5" PRIu32 " %8" PRIu64 " %8" PRIu64 " %9" PRIu64 " %6" PRIu32 "  %s\n", e->ep_id,
-		       e->lib.sock_tcp, e->lib.sock_udp, e->lib.sock_fallback, e->n_ports, ports);
+		printf("%5" PRIu32 " %8" PRIu64 " %8" PRIu64 " %9" PRIu64 " %5" PRIu64 " %8" PRIu64 " %11" PRIu64
+		       " %11" PRIu64 " %6" PRIu32 "  %s\n",
+		       e->ep_id, e->lib.sock_tcp, e->lib.sock_udp, e->lib.sock_fallback, e->lib.tx_lent,
+		       e->lib.tx_lend_refused, e->lib.tx_att_frames, e->lib.tx_att_pieces, e->n_ports, ports);
 	}
 	print_held(d);
 }
@@ -284,12 +290,13 @@ static void print_json(const struct stat_data *d)
 		       ", \"lib_rx_frames\": %" PRIu64 ", \"lib_rx_bytes\": %" PRIu64 ", \"tx_frames\": %" PRIu64
 		       ", \"tx_bytes\": %" PRIu64 ", \"tx_busy\": %" PRIu64 ", \"malformed\": %" PRIu64
 		       ", \"sock_tcp\": %" PRIu64 ", \"sock_udp\": %" PRIu64 ", \"sock_fallback\": %" PRIu64
-		       ", \"n_ports\": %" PRIu32 "}",
+		       ", \"tx_lent\": %" PRIu64 ", \"tx_lend_refused\": %" PRIu64 ", \"tx_att_frames\": %" PRIu64
+		       ", \"tx_att_pieces\": %" PRIu64 ", \"n_ports\": %" PRIu32 "}",
 		       ip, ntohs(e->port_be), rx_mode_name(e->rx_mode), e->queue, ep_rx_frames(e), e->rx_redirected,
 		       e->rx_steered, e->rx_bytes, e->rx_dropped, e->xsk_rx_dropped, e->xsk_rx_ring_full,
 		       e->xsk_tx_invalid, e->lib.rx_frames, e->lib.rx_bytes, e->lib.tx_frames, e->lib.tx_bytes,
 		       e->lib.tx_busy, e->lib.rx_malformed, e->lib.sock_tcp, e->lib.sock_udp, e->lib.sock_fallback,
-		       e->n_ports);
+		       e->lib.tx_lent, e->lib.tx_lend_refused, e->lib.tx_att_frames, e->lib.tx_att_pieces, e->n_ports);
 	}
 	printf("], \"ports\": [");
 	for (uint32_t i = 0; i < d->hdr.n_ports; i++) {
@@ -313,7 +320,10 @@ static void usage(FILE *f)
 		   "what it keeps ready ahead: SPARE_EPS endpoint ids with a steering ring installed\n"
 		   "(RING_JOBS: rings being installed or removed), a pre-faulted SPARE_UMEM, pooled\n"
 		   "ephemeral ports (POOL_TCP/POOL_UDP: pooled/target), and HELD_TCP/HELD_UDP ports\n"
-		   "held for TIME-WAIT.\n"
+		   "held for TIME-WAIT. Per endpoint, TCP large sends from lent TX memory (xdp, jumbo\n"
+		   "MTU): LENT TX buffers lent to send rings now, REFUSED lends (none free), ATT_FRAMES\n"
+		   "frames sent with attached pieces of lent memory and ATT_PIECES those pieces; all 0\n"
+		   "when sends copy into each frame (MTU 1500, other backends).\n"
 		   "  --socket PATH  the daemon's control socket (default $" VD_CTL_ENV_PATH ", else " VD_CTL_DEFAULT_PATH
 		   ")\n"
 		   "  --json         one JSON object instead of tables\n");

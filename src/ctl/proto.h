@@ -131,6 +131,10 @@ struct vd_ctl_ep_shared {
 	 * handed to the kernel since the process started (fallback). Relaxed stores, read one by one. */
 	uint64_t sock_tcp, sock_udp;
 	uint64_t sock_fallback;
+	/* TX from lent memory (vd_nic_stats of the same names): TX buffers lent now (a gauge), lends refused,
+	 * frames sent with attached pieces and the pieces. */
+	uint64_t tx_lent, tx_lend_refused;
+	uint64_t tx_att_frames, tx_att_pieces;
 };
 
 struct vd_ctl_ep_close_req {

@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <viaduct/nic.h>
 #include <viaduct/socket.h>
 
 /* ---- SHA-256 (FIPS 180-4), small and plain ------------------------------------------------------ */
@@ -229,6 +230,16 @@ static void stats_line(struct vd_stack *st)
 		(unsigned long long)s.udp_rx_datagrams, (unsigned long long)s.udp_tx_datagrams,
 		(unsigned long long)s.udp_rx_dropped, (unsigned long long)s.udp_malformed,
 		(unsigned long long)s.rx_not_ours);
+	/* TX from lent memory (test_tcp_zc.sh reads this line: attached frames > 0 on jumbo xdp, 0 at 1500) */
+	struct vd_nic *nic = vd_stack_nic(st);
+	if (nic) {
+		struct vd_nic_stats ns;
+		vd_nic_stats(nic, &ns);
+		fprintf(stderr, "nic: tx_frames %llu att_frames %llu att_pieces %llu lent %llu lend_refused %llu\n",
+			(unsigned long long)ns.tx_frames, (unsigned long long)ns.tx_att_frames,
+			(unsigned long long)ns.tx_att_pieces, (unsigned long long)ns.tx_lent,
+			(unsigned long long)ns.tx_lend_refused);
+	}
 }
 
 /* ---- modes -------------------------------------------------------------------------------------- */

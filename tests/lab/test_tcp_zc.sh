@@ -10,8 +10,14 @@
 #   b. MTU 62000 (61398 on the link, 16-chunk TX buffers: the most pieces a segment takes), clean;
 #   c. MTU 9000 clean, one thread sending while another receives the echo on the same socket;
 #   d. MTU 9000 clean, python3 under `viaduct run`: the parent sends, a fork child sends on the inherited
-#      socket (the ring in lent UMEM and its busy counts live in the stack's shared heap), the parent again.
-# usage: tests/lab/test_tcp_zc.sh [BUILD_DIR]   (env VD_TCP_ZC_BYTES=200M, VD_TEST_LAB=vdZ1, VD_TEST_LAB2=vdZ2)
+#      socket (the ring in lent UMEM and its busy counts live in the stack's shared heap), the parent again;
+#   e. MTU 1500 clean, a short transfer: the fallback (heap ring, bytes copied into each frame).
+# That the lent path is taken (a, b) or not (e) is checked twice: the sender's nic counters at its end
+# (sock_peer's "nic:" line, vd_nic_stats: frames sent with attached pieces, buffers still lent) and the
+# sender's endpoint in `viaduct stat --json` sampled while it runs (the shared stats page through viaductd;
+# the endpoint goes when the process exits, so only samples taken during the transfer count).
+# usage: tests/lab/test_tcp_zc.sh [BUILD_DIR]   (env VD_TCP_ZC_BYTES=200M, VD_TCP_ZC_BYTES_1500=64M,
+#        VD_TEST_LAB=vdZ1, VD_TEST_LAB2=vdZ2)
 set -uo pipefail
 BUILD=$(cd "${1:-build}" && pwd) || exit 1
 V=$BUILD/bin/viaduct
@@ -58,39 +64,110 @@ wait_for() {
 }
 sha_of() { awk '$1 == "RESULT" { print $6 }' "$1" | tail -n 1; }
 bytes_of() { awk '$1 == "RESULT" { print $4 }' "$1" | tail -n 1; }
-nbytes=$(python3 -c "import sys; s=sys.argv[1]; m={'K':1<<10,'M':1<<20,'G':1<<30}; print(int(float(s[:-1])*m[s[-1]]) if s[-1] in m else int(s))" "$BYTES")
 
-# send_case NAME LAB PORT: viaduct sends BYTES to a kernel receiver; SHA-256 compared.
+# nic_of FILE KEY: a value of sock_peer's "nic:" line (vd_nic_stats of the sender at its end).
+nic_of() { awk -v k="$2" '$1 == "nic:" { for (i = 2; i < NF; i++) if ($i == k) print $(i + 1) }' "$1" | tail -n 1; }
+
+# stat_poll LAB OUT: `viaduct stat --json` of host h0 every 20 ms, one object per line, until killed
+# (bounded by LIMIT seconds). Run in the background while a sender runs: a fast transfer lasts well under
+# a second, so the samples must come often.
+stat_poll() {
+	local end=$((SECONDS + LIMIT))
+	while [ $SECONDS -lt $end ]; do
+		"$V" lab exec --name "$1" h0 -- "$V" stat --json >>"$2" 2>/dev/null && echo >>"$2"
+		sleep 0.02
+	done
+}
+# stat_att OUT: "SAMPLES MAX_ATT_FRAMES MAX_ATT_PIECES MAX_LENT" over the samples that show the sender's
+# endpoint (uid 65534).
+stat_att() {
+	python3 - "$1" <<'PY'
+import json, sys
+n = f = p = l = 0
+for line in open(sys.argv[1]):
+    try:
+        d = json.loads(line)
+    except ValueError:
+        continue
+    for e in d.get("endpoints", []):
+        if e.get("uid") == 65534:
+            n += 1
+            f = max(f, e["tx_att_frames"]); p = max(p, e["tx_att_pieces"]); l = max(l, e["tx_lent"])
+print(n, f, p, l)
+PY
+}
+
+# send_case NAME LAB PORT EXPECT [BYTES]: viaduct sends BYTES to a kernel receiver; SHA-256 compared; then
+# whether the send ring was in lent TX memory: EXPECT "lent" (attached frames > 0) or "copy" (none).
 send_case() {
-	local name=$1 lab=$2 port=$3 rv rk s r
+	local name=$1 lab=$2 port=$3 expect=$4 bytes=${5:-$BYTES} rv rk s r want
+	want=$(python3 -c "import sys; s=sys.argv[1]; m={'K':1<<10,'M':1<<20,'G':1<<30}; print(int(float(s[:-1])*m[s[-1]]) if s[-1] in m else int(s))" "$bytes")
 	"$V" lab exec --name "$lab" h1 -- timeout "$LIMIT" python3 "$tmp/kpeer.py" tcp-recv "$port" >"$tmp/k_$port" 2>&1 &
 	local k=$!
 	wait_for "$tmp/k_$port" || echo "    (the receiver did not report LISTENING)"
+	: >"$tmp/s_$port"
+	stat_poll "$lab" "$tmp/s_$port" &
+	local sp=$!
 	# shellcheck disable=SC2086
-	"$V" lab exec --name "$lab" h0 -- $NOBODY "$PEER" tcp-send $H1:"$port" "$BYTES" --seed 21 --timeout-s $LIMIT \
+	"$V" lab exec --name "$lab" h0 -- $NOBODY "$PEER" tcp-send $H1:"$port" "$bytes" --seed 21 --timeout-s $LIMIT \
 		>"$tmp/v_$port" 2>&1
 	rv=$?
+	kill "$sp" 2>/dev/null; wait "$sp" 2>/dev/null
 	wait $k; rk=$?
 	s=$(sha_of "$tmp/v_$port"); r=$(sha_of "$tmp/k_$port")
-	if [ $rv -eq 0 ] && [ $rk -eq 0 ] && [ -n "$s" ] && [ "$s" = "$r" ] && [ "$(bytes_of "$tmp/k_$port")" = "$nbytes" ]; then
-		ok "$name: $nbytes bytes, SHA-256 equal ($(awk '$1 == "RESULT" { print $10 " MB/s" }' "$tmp/k_$port"))"
+	if [ $rv -eq 0 ] && [ $rk -eq 0 ] && [ -n "$s" ] && [ "$s" = "$r" ] && [ "$(bytes_of "$tmp/k_$port")" = "$want" ]; then
+		ok "$name: $want bytes, SHA-256 equal ($(awk '$1 == "RESULT" { print $10 " MB/s" }' "$tmp/k_$port"))"
 	else
 		ko "$name (sender rc $rv, receiver rc $rk, sha $s vs $r)" "$tmp/v_$port"
 		tail -n 3 "$tmp/k_$port" | sed 's/^/     k: /'
+	fi
+	local af ap lent samples sf spc sl
+	af=$(nic_of "$tmp/v_$port" att_frames); ap=$(nic_of "$tmp/v_$port" att_pieces); lent=$(nic_of "$tmp/v_$port" lent)
+	read -r samples sf spc sl < <(stat_att "$tmp/s_$port")
+	if [ "$expect" = lent ]; then
+		# pieces >= frames; the open socket's ring is still lent when the line is printed
+		if [ "${af:-0}" -gt 0 ] && [ "${ap:-0}" -ge "${af:-0}" ] && [ "${lent:-0}" -ge 1 ]; then
+			ok "$name: sent from lent TX memory (nic: $af frames with $ap attached pieces, $lent buffer(s) lent)"
+		else
+			ko "$name: not sent from lent TX memory (nic: att_frames '${af}' att_pieces '${ap}' lent '${lent}')" "$tmp/v_$port"
+		fi
+		if [ "${samples:-0}" -gt 0 ] && [ "$sf" -gt 0 ] && [ "$spc" -ge "$sf" ] && [ "$sl" -ge 1 ]; then
+			ok "$name: viaduct stat showed the sender's endpoint sending from lent memory ($samples samples, up to $sf attached frames, $sl lent)"
+		else
+			ko "$name: viaduct stat did not show attached frames (samples ${samples:-0}, att_frames ${sf:-}, lent ${sl:-})" "$tmp/s_$port"
+		fi
+	else
+		if [ -n "$af" ] && [ "$af" -eq 0 ] && [ "$ap" -eq 0 ] && [ "$lent" -eq 0 ]; then
+			ok "$name: copying path (nic: 0 attached frames, 0 buffers lent)"
+		else
+			ko "$name: expected the copying path (nic: att_frames '${af}' att_pieces '${ap}' lent '${lent}')" "$tmp/v_$port"
+		fi
+		if [ "${samples:-0}" -gt 0 ] && [ "$sf" -eq 0 ] && [ "$sl" -eq 0 ]; then
+			ok "$name: viaduct stat showed 0 attached frames, 0 lent ($samples samples)"
+		else
+			ko "$name: viaduct stat (samples ${samples:-0}, att_frames ${sf:-}, lent ${sl:-})" "$tmp/s_$port"
+		fi
 	fi
 }
 
 "$V" lab down --name "$LAB" >/dev/null 2>&1
 if "$V" lab up --name "$LAB" --group nogroup --mtu 9000 --netem "$NETEM" >/dev/null; then
-	send_case "a. TCP viaduct -> kernel, MTU 9000, through \"$NETEM\"" "$LAB" 9101
+	send_case "a. TCP viaduct -> kernel, MTU 9000, through \"$NETEM\"" "$LAB" 9101 lent
 else
 	ko "a. lab up $LAB"
 fi
 "$V" lab down --name "$LAB" >/dev/null 2>&1
 
+if "$V" lab up --name "$LAB" --group nogroup --mtu 1500 >/dev/null; then
+	send_case "e. TCP viaduct -> kernel, MTU 1500 (fallback)" "$LAB" 9105 copy "${VD_TCP_ZC_BYTES_1500:-64M}"
+else
+	ko "e. lab up $LAB (MTU 1500)"
+fi
+"$V" lab down --name "$LAB" >/dev/null 2>&1
+
 "$V" lab down --name "$LAB2" >/dev/null 2>&1
 if "$V" lab up --name "$LAB2" --group nogroup --mtu 62000 >/dev/null; then
-	send_case "b. TCP viaduct -> kernel, MTU 62000 (16-chunk frames)" "$LAB2" 9102
+	send_case "b. TCP viaduct -> kernel, MTU 62000 (16-chunk frames)" "$LAB2" 9102 lent
 else
 	ko "b. lab up $LAB2"
 fi

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Control-protocol codec and client: every rule of vd__ctl_check, and a request/reply with fds. */
 #include <errno.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -149,6 +150,29 @@ TEST(stat_reply_bounds)
 	CHECK_EQ(vd__ctl_check(buf, sizeof(buf), 1), -EBADMSG);
 }
 
+/*
+ * The endpoint record's layout, which readers outside C spell out (tests/lab/daemon_probe.py STAT_EP): the
+ * library's page is copied whole into it, so a field added there moves n_ports. A reply one old record
+ * long is refused.
+ */
+TEST(stat_ep_layout)
+{
+	CHECK_EQ(offsetof(struct vd_ctl_stat_ep, lib), 104);
+	CHECK_EQ(sizeof(struct vd_ctl_ep_shared), 13 * sizeof(uint64_t));
+	CHECK_EQ(offsetof(struct vd_ctl_ep_shared, tx_lent), 9 * sizeof(uint64_t));
+	CHECK_EQ(offsetof(struct vd_ctl_ep_shared, tx_att_pieces), 12 * sizeof(uint64_t));
+	CHECK_EQ(offsetof(struct vd_ctl_stat_ep, n_ports), 104 + 13 * sizeof(uint64_t));
+	CHECK_EQ(sizeof(struct vd_ctl_stat_ep), 216);
+	/* the layout before the lent-TX counters (32 bytes shorter) no longer passes */
+	char buf[sizeof(struct vd_ctl_hdr) + sizeof(struct vd_ctl_stat_rep) + 216 - 32] = { 0 };
+	struct vd_ctl_hdr h;
+	struct vd_ctl_stat_rep s = { .n_eps = 1 };
+	vd__ctl_hdr_init(&h, VD_CTL_STAT | VD_CTL_REPLY, 1, 0, sizeof(buf) - sizeof(h), 0);
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), &s, sizeof(s));
+	CHECK_EQ(vd__ctl_check(buf, sizeof(buf), 1), -EBADMSG);
+}
+
 /* The spares section after the ports: one record per interface, or none (a daemon before it). */
 TEST(stat_reply_spares_section)
 {
@@ -217,4 +241,4 @@ TEST(client_call_roundtrip)
 }
 
 TEST_MAIN(T(valid_requests_pass), T(framing_errors), T(field_errors), T(replies), T(stat_reply_bounds),
-	  T(stat_reply_spares_section), T(client_call_roundtrip))
+	  T(stat_ep_layout), T(stat_reply_spares_section), T(client_call_roundtrip))

@@ -207,6 +207,22 @@ static uint64_t one_way(struct net *n, struct conn *c, uint64_t total, uint32_t 
 	return rcvd;
 }
 
+/* The nic's own counts of lent TX memory (vd_nic_stats) agree with the link's: every attached piece the
+ * link saw came from the sender (host 1; the receiver sends bare ACKs), in at least one frame each up to
+ * VD_NIC_TX_ATTACH_MAX pieces. */
+static void check_nic_att(const struct net *n, const struct vd_sim_counters *sc)
+{
+	struct vd_nic_stats s0, s1;
+	vd_nic_stats(n->h[0].nic, &s0);
+	vd_nic_stats(n->h[1].nic, &s1);
+	CHECK_EQ(s1.tx_att_pieces, sc->tx_attached);
+	CHECK_EQ(s0.tx_att_pieces, 0);
+	CHECK_EQ(s0.tx_att_frames, 0);
+	CHECK(s1.tx_att_frames <= s1.tx_att_pieces);
+	CHECK(s1.tx_att_frames * VD_NIC_TX_ATTACH_MAX >= s1.tx_att_pieces);
+	CHECK(s1.tx_att_frames <= s1.tx_frames);
+}
+
 /* Completions much later than the round trip: the ring comes round to chunks still named by queued
  * pieces; the sender must wait for them. Fails (tx_rewritten > 0) if the busy counts are ignored. */
 TEST(late_completions)
@@ -222,6 +238,11 @@ TEST(late_completions)
 	vd_sim_counters(n.link, &sc);
 	CHECK(sc.tx_attached > total / 4032);   /* the data went as lent pieces */
 	CHECK_EQ(sc.tx_rewritten, 0);
+	check_nic_att(&n, &sc);
+	struct vd_nic_stats ns;
+	vd_nic_stats(n.h[1].nic, &ns);
+	CHECK(ns.tx_lent >= 1);                 /* the open connection's ring is still lent */
+	CHECK(ns.tx_att_frames > total / 65536);
 	CHECK(eagain > 0);                      /* and the sender did wait for completions */
 	printf("     attached %llu pieces, sender refused %llu times\n", (unsigned long long)sc.tx_attached,
 	       (unsigned long long)eagain);
@@ -252,6 +273,7 @@ TEST(impaired)
 		CHECK(st.retrans_segs > 0);
 		CHECK(sc.lost > 0 && sc.tx_attached > 0);
 		CHECK_EQ(sc.tx_rewritten, 0);
+		check_nic_att(&n, &sc);
 		net_close(&n);
 	}
 }
@@ -268,6 +290,11 @@ TEST(small_writes_stay_in_heap)
 	struct vd_sim_counters sc;
 	vd_sim_counters(n.link, &sc);
 	CHECK_EQ(sc.tx_attached, 0);
+	check_nic_att(&n, &sc);
+	struct vd_nic_stats ns;
+	vd_nic_stats(n.h[1].nic, &ns);
+	CHECK_EQ(ns.tx_att_frames, 0);
+	CHECK_EQ(ns.tx_lent, 0);
 	net_close(&n);
 }
 
@@ -302,6 +329,10 @@ TEST(lending_runs_out_and_comes_back)
 	CHECK_EQ(one_way(&n, &c2, 1u << 20, 65536, 5, NULL), 1u << 20);
 	vd_sim_counters(n.link, &b);
 	CHECK_EQ(b.tx_attached, a.tx_attached);   /* c2 was refused lent memory: heap ring, same bytes */
+	struct vd_nic_stats nb;
+	vd_nic_stats(n.h[1].nic, &nb);
+	CHECK(nb.tx_lend_refused > 0);            /* ... and the nic counted the refusal */
+	CHECK(nb.tx_lent > 0);                    /* c1's ring is still out */
 	/* close c1 both ways and let it finish (TIME-WAIT on the client frees its rings) */
 	vd__tcb_close(c1.cli);
 	vd__tcb_close(c1.srv);
@@ -325,6 +356,7 @@ TEST(lending_runs_out_and_comes_back)
 	vd_sim_counters(n.link, &d);
 	CHECK(d.tx_attached > b.tx_attached);
 	CHECK_EQ(d.tx_rewritten, 0);
+	check_nic_att(&n, &d);
 	net_close(&n);
 }
 

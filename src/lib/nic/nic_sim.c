@@ -572,6 +572,7 @@ static void sim_lend_reap(struct sim_nic *s)
 			if (!busy) {
 				d->state[reg] = SIM_LENT_FREE;
 				d->n_out--;
+				s->base.stats.tx_lent = d->n_out;
 			}
 		}
 	}
@@ -595,13 +596,16 @@ static int sim_tx_lend(struct vd_nic *nic, struct vd_nic_lent *out)
 	}
 	struct sim_lend *d = s->lend;
 	sim_lend_reap(s);
-	if (d->n_out >= SIM_LEND_N / 2)
+	if (d->n_out >= SIM_LEND_N / 2) {
+		s->base.stats.tx_lend_refused++;
 		return -ENOBUFS;
+	}
 	for (uint32_t i = 0; i < SIM_LEND_N; i++) {
 		if (d->state[i] != SIM_LENT_FREE)
 			continue;
 		d->state[i] = SIM_LENT_OUT;
 		d->n_out++;
+		s->base.stats.tx_lent = d->n_out;
 		out->data = d->mem + (size_t)i * SIM_LEND_CHUNKS * SIM_LEND_STRIDE;
 		out->id = i;
 		out->chunks = SIM_LEND_CHUNKS;
@@ -609,6 +613,7 @@ static int sim_tx_lend(struct vd_nic *nic, struct vd_nic_lent *out)
 		out->gap = SIM_LEND_GAP;
 		return 0;
 	}
+	s->base.stats.tx_lend_refused++;
 	return -ENOBUFS;
 }
 
@@ -625,6 +630,7 @@ static void sim_tx_unlend(struct vd_nic *nic, const struct vd_nic_lent *l)
 	if (!busy && s->lend->state[l->id] == SIM_LENT_BACK) {
 		s->lend->state[l->id] = SIM_LENT_FREE;
 		s->lend->n_out--;
+		s->base.stats.tx_lent = s->lend->n_out;
 	}
 }
 
@@ -702,7 +708,9 @@ static uint8_t *sim_gather(struct sim_nic *s, const struct vd_frame *fr, uint8_t
 		d->q[d->q_n++] = (struct sim_piece_rec){ .due = s->link->now + s->link->p.tx_complete_ns,
 							 .hash = sim_hash(p, len), .at = p, .len = len, .chunk = ch };
 		s->link->c.tx_attached++;
+		s->base.stats.tx_att_pieces++;
 	}
+	s->base.stats.tx_att_frames++;
 	a->n = 0;
 	*buf = b;
 	return b;

@@ -221,6 +221,10 @@ static void xdp_mirror_stats(struct xdp_nic *x)
 	__atomic_store_n(&s->rx_bytes, st->rx_bytes, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->rx_malformed, st->rx_malformed, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->tx_busy, st->tx_busy, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->tx_lent, st->tx_lent, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->tx_lend_refused, st->tx_lend_refused, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->tx_att_frames, st->tx_att_frames, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->tx_att_pieces, st->tx_att_pieces, __ATOMIC_RELAXED);
 }
 
 /* ---- fill ring -------------------------------------------------------------------------------------- */
@@ -565,6 +569,7 @@ static void xdp_lend_settle(struct xdp_nic *x, uint32_t b)
 			return;
 	l->state[b] = XDP_LENT_FREE;
 	l->n_out--;
+	x->nic.stats.tx_lent = l->n_out;
 	if (x->tx_free_n < x->tx_bufs)
 		x->tx_free[x->tx_free_n++] = (uint64_t)x->rx_frames * x->frame_size + (uint64_t)b * x->tx_frags * x->frame_size;
 }
@@ -688,12 +693,17 @@ static int xdp_tx_lend(struct vd_nic *nic, struct vd_nic_lent *out)
 	struct xdp_lend *l = x->lend;
 	if (l->n_out >= l->cap || x->tx_free_n <= XDP_COMP_LOW)
 		xdp_reclaim(x); /* given-back buffers whose pieces completed, frames completed */
-	if (l->n_out >= l->cap || !x->tx_free_n)
+	if (l->n_out >= l->cap || !x->tx_free_n) {
+		x->nic.stats.tx_lend_refused++;
+		xdp_mirror_stats(x);
 		return -ENOBUFS;
+	}
 	uint64_t addr = x->tx_free[--x->tx_free_n];
 	uint32_t b = xdp_tx_buf_ix(x, addr);
 	l->state[b] = XDP_LENT_OUT;
 	l->n_out++;
+	x->nic.stats.tx_lent = l->n_out;
+	xdp_mirror_stats(x);
 	out->data = x->umem + addr;
 	out->id = addr;
 	out->chunks = x->tx_frags;
@@ -719,6 +729,7 @@ static void xdp_tx_unlend(struct vd_nic *nic, const struct vd_nic_lent *lent)
 		return;
 	x->lend->state[b] = XDP_LENT_BACK;
 	xdp_lend_settle(x, b);
+	xdp_mirror_stats(x);
 }
 
 static int xdp_tx_busy(struct vd_nic *nic, const struct vd_nic_lent *lent, uint32_t chunk)
@@ -1013,6 +1024,8 @@ static int xdp_tx_burst_l3(struct xdp_nic *x, struct vd_frame *f, unsigned n)
 		const struct xdp_att *att = xdp_attached(x, &f[i]);
 		if (att) {
 			used += xdp_tx_descs_att(x, idx + used, addr, att, opts);
+			x->nic.stats.tx_att_frames++;
+			x->nic.stats.tx_att_pieces += att->n;
 		} else {
 			bool placed = (f[i].peer.port & VD_NIC_TX_PLACED) && xdp_tx_placeable(x);
 			used += xdp_tx_descs(x, idx + used, addr, VD_ETH_HLEN + f[i].len, opts, placed);
@@ -1449,8 +1462,7 @@ static int xdp_setup(struct xdp_nic *x, const struct vd_ctl_ep_open_rep *r)
  *   to 64 holds, which leave with the next batch request (a full gather leaves only when a 65th hold
  *   comes): one wake-up per 64 connections of a connect+close loop instead of two per 32. Two
  *   messages of each per wake-up (128 connections) halved the wake-ups but doubled each stall to
- *   250-300 us, which a 3000-connection p99 still catches with a few scheduling hiccups: not kept.
- *   Until the message goes the port is still steered here, so the nic drops its
+ *   250-300 us, which a 3000-connection p99 still catches with a few scheduling hiccups: not kept. Until the message goes the port is still steered here, so the nic drops its
  *   frames itself (xdp_accept_l3), as viaductd's hold will: the hold holds from the call on, as nic.h
  *   says. A process that dies first leaves its ephemeral ports to viaductd, which holds them anyway.
  * Ports given back without a hold stay synchronous: the caller may expect the port free (for a kernel
