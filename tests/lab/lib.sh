@@ -62,3 +62,16 @@ finish() {
 	echo "$passed passed, $failed failed${1:+ $1}"
 	[ "$failed" -eq 0 ]
 }
+
+# Lab programs that print "LISTENING" once ready and a line "RESULT MODE bytes N sha256 HEX ..." at the end
+# (tests/lab/sock_peer.c, the python peers of the socket tests):
+# wait_listening FILE: until FILE has the LISTENING line (bounded: 10 s).
+wait_listening() {
+	for _ in $(seq 1 100); do
+		grep -q LISTENING "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+sha_of() { awk '$1 == "RESULT" { print $6 }' "$1" | tail -n 1; }
+bytes_of() { awk '$1 == "RESULT" { print $4 }' "$1" | tail -n 1; }

@@ -140,9 +140,6 @@ else:
     if c.recv(1) != b"": sys.exit("peer sent data")
     c.close(); result("tcp-send", n, h, t0)
 PY
-wait_listening() { for _ in $(seq 100); do grep -q LISTENING "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-sha_of() { awk '$1 == "RESULT" { print $6 }' "$1" | tail -n 1; }
-bytes_of() { awk '$1 == "RESULT" { print $4 }' "$1" | tail -n 1; }
 rate_of() { awk '$1 == "RESULT" { print $10 " MB/s" }' "$1" | tail -n 1; }
 nbytes=$(python3 -c "import sys; s=sys.argv[1]; m={'K':1<<10,'M':1<<20,'G':1<<30}; print(int(float(s[:-1])*m[s[-1]]) if s[-1] in m else int(s))" "$BYTES")
 rx1=$("$V" lab exec --name "$LAB" h1 -- cat /sys/class/net/eth0/statistics/rx_packets)

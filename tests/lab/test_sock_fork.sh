@@ -56,13 +56,6 @@ elif mode == "clients":   # N connections, one message each, the echo must come 
     sys.exit(0 if ok == int(sys.argv[3]) else 1)
 PY
 
-wait_for() { # FILE: until LISTENING (bounded: 10 s)
-	for _ in $(seq 1 100); do
-		grep -q LISTENING "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
 show() { sed "s/^/    $1: /" "$2" | tail -n 30; }
 
 "$V" lab down --name "$LAB" >/dev/null 2>&1
@@ -73,7 +66,7 @@ H0=10.99.0.1 H1=10.99.0.2
 # ---- share ----
 "$V" lab exec --name "$LAB" h1 -- timeout $LIMIT python3 "$tmp/kpeer.py" echo 9201 $LIMIT >"$tmp/k_share" 2>&1 &
 k=$!
-wait_for "$tmp/k_share" || echo "    (the echo server did not report LISTENING)"
+wait_listening "$tmp/k_share" || echo "    (the echo server did not report LISTENING)"
 # shellcheck disable=SC2086
 "$V" lab exec --name "$LAB" h0 -- $NOBODY "$PROG" share $H1:9201 --timeout-s $LIMIT >"$tmp/v_share" 2>&1
 rv=$?
@@ -93,7 +86,7 @@ fi
 # ---- exec ----
 "$V" lab exec --name "$LAB" h1 -- timeout $LIMIT python3 "$tmp/kpeer.py" echo 9203 $LIMIT >"$tmp/k_exec" 2>&1 &
 k=$!
-wait_for "$tmp/k_exec" || echo "    (the echo server did not report LISTENING)"
+wait_listening "$tmp/k_exec" || echo "    (the echo server did not report LISTENING)"
 # shellcheck disable=SC2086
 "$V" lab exec --name "$LAB" h0 -- $NOBODY "$PROG" exec $H1:9203 --timeout-s $LIMIT >"$tmp/v_exec" 2>&1
 rv=$?
@@ -109,7 +102,7 @@ fi
 # shellcheck disable=SC2086
 "$V" lab exec --name "$LAB" h0 -- $NOBODY "$PROG" listen 9202 --timeout-s $LIMIT >"$tmp/v_listen" 2>&1 &
 v=$!
-wait_for "$tmp/v_listen" || echo "    (the viaduct listener did not report LISTENING)"
+wait_listening "$tmp/v_listen" || echo "    (the viaduct listener did not report LISTENING)"
 "$V" lab exec --name "$LAB" h1 -- timeout $LIMIT python3 "$tmp/kpeer.py" clients $H0:9202 2 >"$tmp/k_listen" 2>&1
 rk=$?
 wait $v; rv=$?

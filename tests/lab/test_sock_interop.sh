@@ -124,16 +124,6 @@ PY
 NOBODY="setpriv --reuid 65534 --regid 65534 --init-groups"
 H0=10.99.0.1 H1=10.99.0.2
 
-# wait_for FILE: until a program printed its LISTENING line (bounded: 10 s).
-wait_for() {
-	for _ in $(seq 1 100); do
-		grep -q LISTENING "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
-sha_of() { awk '$1 == "RESULT" { print $6 }' "$1" | tail -n 1; }
-bytes_of() { awk '$1 == "RESULT" { print $4 }' "$1" | tail -n 1; }
 rate_of() { awk '$1 == "RESULT" { print $10 " MB/s in " $8 " s" }' "$1" | tail -n 1; }
 show() { sed "s/^/    $1: /" "$2" | tail -n 12; }
 
@@ -144,7 +134,7 @@ ka=$!
 # shellcheck disable=SC2086
 "$V" lab exec --name "$LAB" h0 -- $NOBODY "$PEER" tcp-recv 9002 --timeout-s $LIMIT_TCP >"$tmp/b_v" 2>&1 &
 vb=$!
-wait_for "$tmp/a_k" && wait_for "$tmp/b_v" || echo "    (a receiver did not report LISTENING)"
+wait_listening "$tmp/a_k" && wait_listening "$tmp/b_v" || echo "    (a receiver did not report LISTENING)"
 # shellcheck disable=SC2086
 "$V" lab exec --name "$LAB" h0 -- $NOBODY "$PEER" tcp-send $H1:9001 "$BYTES" --seed 11 --timeout-s $LIMIT_TCP \
 	>"$tmp/a_v" 2>&1 &
@@ -180,7 +170,7 @@ kc=$!
 # shellcheck disable=SC2086
 "$V" lab exec --name "$LAB" h0 -- $NOBODY "$PEER" udp-echo 9004 --idle-s 3 --timeout-s $LIMIT >"$tmp/d_v" 2>&1 &
 vd=$!
-wait_for "$tmp/c_k" && wait_for "$tmp/d_v" || echo "    (an echo server did not report LISTENING)"
+wait_listening "$tmp/c_k" && wait_listening "$tmp/d_v" || echo "    (an echo server did not report LISTENING)"
 # shellcheck disable=SC2086
 "$V" lab exec --name "$LAB" h0 -- $NOBODY "$PEER" udp-ping $H1:9003 $COUNT $SIZE --timeout-s $LIMIT >"$tmp/c_v" 2>&1 &
 vc=$!
@@ -207,7 +197,7 @@ duplex_case() {
 	local name=$1 lab=$2 bytes=$3
 	"$V" lab exec --name "$lab" h1 -- timeout "$LIMIT" python3 "$tmp/kpeer.py" tcp-echo 9006 >"$tmp/e_k" 2>&1 &
 	local ke=$!
-	wait_for "$tmp/e_k" || echo "    (the echo server did not report LISTENING)"
+	wait_listening "$tmp/e_k" || echo "    (the echo server did not report LISTENING)"
 	# shellcheck disable=SC2086
 	"$V" lab exec --name "$lab" h0 -- $NOBODY "$PEER" tcp-duplex $H1:9006 "$bytes" --seed 13 --timeout-s $LIMIT \
 		>"$tmp/e_v" 2>&1

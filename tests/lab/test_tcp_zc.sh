@@ -55,15 +55,6 @@ print("RESULT %s bytes %d sha256 %s secs %.2f MBps %.1f" % (mode, n, h.hexdigest
 PY
 NOBODY="setpriv --reuid 65534 --regid 65534 --init-groups"
 H1=10.99.0.2
-wait_for() {
-	for _ in $(seq 1 100); do
-		grep -q LISTENING "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
-sha_of() { awk '$1 == "RESULT" { print $6 }' "$1" | tail -n 1; }
-bytes_of() { awk '$1 == "RESULT" { print $4 }' "$1" | tail -n 1; }
 
 # nic_of FILE KEY: a value of sock_peer's "nic:" line (vd_nic_stats of the sender at its end).
 nic_of() { awk -v k="$2" '$1 == "nic:" { for (i = 2; i < NF; i++) if ($i == k) print $(i + 1) }' "$1" | tail -n 1; }
@@ -104,7 +95,7 @@ send_case() {
 	want=$(python3 -c "import sys; s=sys.argv[1]; m={'K':1<<10,'M':1<<20,'G':1<<30}; print(int(float(s[:-1])*m[s[-1]]) if s[-1] in m else int(s))" "$bytes")
 	"$V" lab exec --name "$lab" h1 -- timeout "$LIMIT" python3 "$tmp/kpeer.py" tcp-recv "$port" >"$tmp/k_$port" 2>&1 &
 	local k=$!
-	wait_for "$tmp/k_$port" || echo "    (the receiver did not report LISTENING)"
+	wait_listening "$tmp/k_$port" || echo "    (the receiver did not report LISTENING)"
 	: >"$tmp/s_$port"
 	stat_poll "$lab" "$tmp/s_$port" &
 	local sp=$!
@@ -176,7 +167,7 @@ fi
 if "$V" lab up --name "$LAB2" --group nogroup --mtu 9000 >/dev/null; then
 	"$V" lab exec --name "$LAB2" h1 -- timeout "$LIMIT" python3 "$tmp/kpeer.py" tcp-echo 9103 >"$tmp/e_k" 2>&1 &
 	ke=$!
-	wait_for "$tmp/e_k" || echo "    (the echo server did not report LISTENING)"
+	wait_listening "$tmp/e_k" || echo "    (the echo server did not report LISTENING)"
 	# shellcheck disable=SC2086
 	"$V" lab exec --name "$LAB2" h0 -- $NOBODY "$PEER" tcp-duplex $H1:9103 "$BYTES" --seed 23 --timeout-s $LIMIT \
 		>"$tmp/e_v" 2>&1
@@ -226,7 +217,7 @@ else:
 PY
 	"$V" lab exec --name "$LAB2" h1 -- timeout "$LIMIT" python3 "$tmp/fork.py" recv >"$tmp/f_k" 2>&1 &
 	kf=$!
-	wait_for "$tmp/f_k" || echo "    (the receiver did not report LISTENING)"
+	wait_listening "$tmp/f_k" || echo "    (the receiver did not report LISTENING)"
 	"$V" lab exec --name "$LAB2" h0 -- timeout "$LIMIT" "$V" run -- python3 "$tmp/fork.py" send $H1 >"$tmp/f_v" 2>&1
 	rvf=$?
 	wait $kf; rkf=$?
