@@ -75,3 +75,18 @@ wait_listening() {
 }
 sha_of() { awk '$1 == "RESULT" { print $6 }' "$1" | tail -n 1; }
 bytes_of() { awk '$1 == "RESULT" { print $4 }' "$1" | tail -n 1; }
+rate_of() { awk '$1 == "RESULT" { print $10 " MB/s in " $8 " s" }' "$1" | tail -n 1; }
+
+# check_pair NAME BYTES SENDER_FILE SENDER_RC RECEIVER_FILE RECEIVER_RC: a one-way transfer of BYTES passed
+# when both sides exited 0 and report BYTES bytes with the same SHA-256.
+check_pair() {
+	local s r
+	s=$(sha_of "$3"); r=$(sha_of "$5")
+	if [ "$4" -eq 0 ] && [ "$6" -eq 0 ] && [ -n "$s" ] && [ "$s" = "$r" ] && [ "$(bytes_of "$3")" = "$2" ] &&
+		[ "$(bytes_of "$5")" = "$2" ]; then
+		ok "$1: $2 bytes, SHA-256 equal ($(rate_of "$5"))"
+	else
+		ko "$1 (sender rc $4, receiver rc $6, sha $s vs $r)"
+		sed 's/^/    sender: /' "$3" | tail -n 12; sed 's/^/    receiver: /' "$5" | tail -n 12
+	fi
+}

@@ -140,7 +140,6 @@ else:
     if c.recv(1) != b"": sys.exit("peer sent data")
     c.close(); result("tcp-send", n, h, t0)
 PY
-rate_of() { awk '$1 == "RESULT" { print $10 " MB/s" }' "$1" | tail -n 1; }
 nbytes=$(python3 -c "import sys; s=sys.argv[1]; m={'K':1<<10,'M':1<<20,'G':1<<30}; print(int(float(s[:-1])*m[s[-1]]) if s[-1] in m else int(s))" "$BYTES")
 rx1=$("$V" lab exec --name "$LAB" h1 -- cat /sys/class/net/eth0/statistics/rx_packets)
 "$V" lab exec --name "$LAB" h1 -- timeout 60 python3 "$tmp/ktcp.py" tcp-recv 9101 >"$tmp/a_k" 2>&1 &
@@ -153,19 +152,8 @@ va=$!
 "$V" lab exec --name "$LAB" h1 -- timeout 60 python3 "$tmp/ktcp.py" tcp-send $H0:9102 "$nbytes" 6 >"$tmp/b_k" 2>&1 &
 kb=$!
 wait $va; rva=$?; wait $ka; rka=$?; wait $kb; rkb=$?; wait $vb; rvb=$?
-check_pair() { # NAME SENDER_FILE SENDER_RC RECEIVER_FILE RECEIVER_RC
-	local s r
-	s=$(sha_of "$2"); r=$(sha_of "$4")
-	if [ "$3" -eq 0 ] && [ "$5" -eq 0 ] && [ -n "$s" ] && [ "$s" = "$r" ] && [ "$(bytes_of "$2")" = "$nbytes" ] &&
-		[ "$(bytes_of "$4")" = "$nbytes" ]; then
-		ok "$1: $nbytes bytes, SHA-256 equal ($(rate_of "$4"))"
-	else
-		ko "$1 (sender rc $3, receiver rc $5, sha $s vs $r)"
-		sed 's/^/    sender: /' "$2" | tail -n 5; sed 's/^/    receiver: /' "$4" | tail -n 5
-	fi
-}
-check_pair "TCP viaduct (h0) -> kernel (h1) at MTU 9000" "$tmp/a_v" $rva "$tmp/a_k" $rka
-check_pair "TCP kernel (h1) -> viaduct (h0) at MTU 9000" "$tmp/b_k" $rkb "$tmp/b_v" $rvb
+check_pair "TCP viaduct (h0) -> kernel (h1) at MTU 9000" "$nbytes" "$tmp/a_v" $rva "$tmp/a_k" $rka
+check_pair "TCP kernel (h1) -> viaduct (h0) at MTU 9000" "$nbytes" "$tmp/b_k" $rkb "$tmp/b_v" $rvb
 # viaduct's segments must be jumbo: h1 received the stream in frames of about the MSS, not of 4 KB or less.
 rx2=$("$V" lab exec --name "$LAB" h1 -- cat /sys/class/net/eth0/statistics/rx_packets)
 per=$(( nbytes / (rx2 - rx1 + 1) ))

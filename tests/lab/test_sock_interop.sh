@@ -124,7 +124,6 @@ PY
 NOBODY="setpriv --reuid 65534 --regid 65534 --init-groups"
 H0=10.99.0.1 H1=10.99.0.2
 
-rate_of() { awk '$1 == "RESULT" { print $10 " MB/s in " $8 " s" }' "$1" | tail -n 1; }
 show() { sed "s/^/    $1: /" "$2" | tail -n 12; }
 
 # ---- a + b: TCP both directions at once ----
@@ -148,19 +147,8 @@ wait $ka; rka=$?
 wait $kb; rkb=$?
 wait $vb; rvb=$?
 dt=$(( $(date +%s) - t0 ))
-check_pair() { # NAME SENDER_FILE SENDER_RC RECEIVER_FILE RECEIVER_RC
-	local s r
-	s=$(sha_of "$2"); r=$(sha_of "$4")
-	if [ "$3" -eq 0 ] && [ "$5" -eq 0 ] && [ -n "$s" ] && [ "$s" = "$r" ] && [ "$(bytes_of "$2")" = "$nbytes" ] &&
-		[ "$(bytes_of "$4")" = "$nbytes" ]; then
-		ok "$1: $nbytes bytes, SHA-256 equal ($(rate_of "$4"))"
-	else
-		ko "$1 (sender rc $3, receiver rc $5, sha $s vs $r)"
-		show sender "$2"; show receiver "$4"
-	fi
-}
-check_pair "a. TCP viaduct (h0) -> kernel (h1) through \"$NETEM\"" "$tmp/a_v" $rva "$tmp/a_k" $rka
-check_pair "b. TCP kernel (h1) -> viaduct (h0) through \"$NETEM\"" "$tmp/b_k" $rkb "$tmp/b_v" $rvb
+check_pair "a. TCP viaduct (h0) -> kernel (h1) through \"$NETEM\"" "$nbytes" "$tmp/a_v" $rva "$tmp/a_k" $rka
+check_pair "b. TCP kernel (h1) -> viaduct (h0) through \"$NETEM\"" "$nbytes" "$tmp/b_k" $rkb "$tmp/b_v" $rvb
 echo "     a+b took $dt s; viaduct sender: $(grep '^stack:' "$tmp/a_v" | tail -n 1)"
 
 # ---- c + d: UDP both ways at once ----

@@ -107,7 +107,7 @@ send_case() {
 	wait $k; rk=$?
 	s=$(sha_of "$tmp/v_$port"); r=$(sha_of "$tmp/k_$port")
 	if [ $rv -eq 0 ] && [ $rk -eq 0 ] && [ -n "$s" ] && [ "$s" = "$r" ] && [ "$(bytes_of "$tmp/k_$port")" = "$want" ]; then
-		ok "$name: $want bytes, SHA-256 equal ($(awk '$1 == "RESULT" { print $10 " MB/s" }' "$tmp/k_$port"))"
+		ok "$name: $want bytes, SHA-256 equal ($(rate_of "$tmp/k_$port"))"
 	else
 		ko "$name (sender rc $rv, receiver rc $rk, sha $s vs $r)" "$tmp/v_$port"
 		tail -n 3 "$tmp/k_$port" | sed 's/^/     k: /'

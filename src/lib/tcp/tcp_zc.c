@@ -33,6 +33,7 @@
 #include "tcp_internal.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #define ZC_MAX_REGIONS 256u
@@ -177,9 +178,9 @@ uint32_t vd__ring_zc_room(struct tcp_ring *r, uint32_t max)
 	return room;
 }
 
-void vd__ring_zc_write(struct tcp_ring *r, uint32_t off, const void *src, uint32_t n)
+/* Copies n bytes between buf and ring bytes [off, off + n), chunk by chunk: into the ring when to_ring. */
+static void zc_copy(const struct tcp_ring *r, uint32_t off, uint8_t *buf, uint32_t n, bool to_ring)
 {
-	const uint8_t *s = src;
 	uint32_t b = r->head + off;
 	if (b >= r->cap)
 		b -= r->cap;
@@ -187,8 +188,11 @@ void vd__ring_zc_write(struct tcp_ring *r, uint32_t off, const void *src, uint32
 		uint32_t room;
 		uint8_t *at = zc_at(r->zc, b, &room);
 		uint32_t take = room < n ? room : n;
-		memcpy(at, s, take);
-		s += take;
+		if (to_ring)
+			memcpy(at, buf, take);
+		else
+			memcpy(buf, at, take);
+		buf += take;
 		n -= take;
 		b += take;
 		if (b == r->cap)
@@ -196,23 +200,14 @@ void vd__ring_zc_write(struct tcp_ring *r, uint32_t off, const void *src, uint32
 	}
 }
 
+void vd__ring_zc_write(struct tcp_ring *r, uint32_t off, const void *src, uint32_t n)
+{
+	zc_copy(r, off, (uint8_t *)(uintptr_t)src, n, true); /* only read from: to_ring */
+}
+
 void vd__ring_zc_read(const struct tcp_ring *r, uint32_t off, void *dst, uint32_t n)
 {
-	uint8_t *d = dst;
-	uint32_t b = r->head + off;
-	if (b >= r->cap)
-		b -= r->cap;
-	while (n) {
-		uint32_t room;
-		const uint8_t *at = zc_at(r->zc, b, &room);
-		uint32_t take = room < n ? room : n;
-		memcpy(d, at, take);
-		d += take;
-		n -= take;
-		b += take;
-		if (b == r->cap)
-			b = 0;
-	}
+	zc_copy(r, off, dst, n, false);
 }
 
 /* The pieces of lent memory holding ring bytes [off, off + n); their count, -ENOSPC past max. */
