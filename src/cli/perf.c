@@ -44,7 +44,7 @@ const char *vd__perf_path_name(enum vd__perf_path p)
 
 uint16_t vd__perf_path_port(enum vd__perf_path p)
 {
-	return (uint16_t)(47801 + p);
+	return (uint16_t)(27801 + p);
 }
 
 int vd__perf_path_is_ref(enum vd__perf_path p)

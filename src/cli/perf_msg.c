@@ -53,7 +53,8 @@ const char *vd__msg_path_name(enum vd__msg_path p)
 
 uint16_t vd__msg_path_port(enum vd__msg_path p)
 {
-	return (uint16_t)(47901 + p); /* next to perf frames' 4780x */
+	return (uint16_t)(27901 + p); /* next to perf frames' 2780x; below the kernel's ephemeral range
+				       (32768-60999), where viaductd's port pool or any connection may hold them */
 }
 
 unsigned vd__msg_side_max_size(const struct vd__msg_side *s)

@@ -415,15 +415,14 @@ static int port_hold(struct vd_port *p, uint32_t ms)
  * The pooled ports come from the kernel's ephemeral range like any other of ours: POOL_TCP of the
  * 28,232 of Linux's default range. Measured (3 interleaved runs each): connect+close p99 216-260 ->
  * 133-183 us; the connection rate did not move beyond the noise.
- * The pool was 1024 TCP ports: a burst of more connections (a `perf sockets` connrate round is 3000) ran
- * it dry after a third, and from then on every batch of 32 was 32 socket + bind in one go, about 300 us
- * of the daemon on the client's CPU: the client's connect+close every 32nd connection took 250-450 us
- * instead of 20 (per-connection timing; the p99), and the rate fell by a quarter. POOL_TCP 4096 covers
- * such a burst (3000 connections: p99 about 400 -> 80-90 us, 26 -> 37-40k/s). Its cost is descriptors
- * (a quarter of RLIMIT_NOFILE at most, see pool_init) and ports no kernel socket can take meanwhile,
- * 4096 of 28,232.
+ * A burst of more connections than the pool (a `perf sockets` connrate round is 3000) runs it dry after
+ * the first 1024, and from then on every batch is socket + bind in one go, about 7 us a port of the
+ * daemon on the client's CPU: that is the connect+close p99 (measured with POOL_TCP 4096: p99 about 400 ->
+ * 80-90 us, 26 -> 37-40k/s). It stays at 1024 all the same: every pooled port is one another program's
+ * bind of that port fails on (EADDRINUSE: a bind to 0.0.0.0 conflicts with ours on the interface's
+ * address), and at 4096 fi_pingpong's fixed port in a lab failed so in one lab out of two.
  */
-#define POOL_TCP 4096u
+#define POOL_TCP 1024u
 #define POOL_UDP 64u
 #define POOL_CHUNK 32u                  /* ports reserved per refill step (about 0.2 ms) */
 #define POOL_IDLE_NS 2000000ull         /* no port request for this long: the daemon may refill */

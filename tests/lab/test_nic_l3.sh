@@ -291,9 +291,9 @@ nfd() { ls "/proc/$dpid/fd" | wc -l; }
 nheld() { local o; o=$(ports_of 0 tcp); wc -w <<<"${o#*|}"; }
 sleep 0.5
 f0=$(nfd) h0n=$(nheld)
-# POOL_TCP + POOL_UDP (4096 + 64) when a quarter of viaductd's descriptor limit allows (port.c pool_init)
+# POOL_TCP + POOL_UDP (1024 + 64) when a quarter of viaductd's descriptor limit allows (port.c pool_init)
 nofile=$(awk '/^Max open files/ {print $4}' "/proc/$dpid/limits")
-want=$((nofile / 4 < 4160 ? nofile / 4 : 4160))
+want=$((nofile / 4 < 1088 ? nofile / 4 : 1088))
 [ "$f0" -ge "$want" ] && ok "pool: viaductd keeps ephemeral ports reserved ahead ($f0 descriptors, pool $want)" ||
 	ko "pool: only $f0 descriptors in viaductd (pool $want, limit $nofile)"
 coproc EPE { as_nobody h1 "$PEER" --local "$H1" 2>&1; }

@@ -133,7 +133,7 @@ if "$V" lab up --name "$JLAB" --mtu 9000 --no-daemon >/dev/null; then
 		>/dev/null 2>&1 &
 	spid=$!
 	sleep 1
-	if res=$("$V" lab exec --name "$JLAB" h0 -- timeout 60 python3 "$tmp/echo.py" 10.98.0.2 47803 \
+	if res=$("$V" lab exec --name "$JLAB" h0 -- timeout 60 python3 "$tmp/echo.py" 10.98.0.2 27803 \
 		22,3797,3798,3799,4054,4055,7638,7639,8000,8972 2>&1); then
 		ok "mtu 9000: bare-afxdp echoes multi-chunk payloads byte for byte ($res)"
 	else
