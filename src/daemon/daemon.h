@@ -115,6 +115,7 @@ struct vd_ep {
 	uint8_t rx_mode;            /* VD_CTL_RX_DIRECT or VD_CTL_RX_STEERED */
 	uint32_t queue;
 	int xsk_fd, umem_fd, ring_fd, stats_fd;
+	int xsk_spare;              /* until bound: an XSK the spare UMEM came registered on, or -1 */
 	void *umem;
 	size_t umem_len;
 	struct vd_ctl_ep_shared *shared;
@@ -141,6 +142,9 @@ uint32_t vd__ep_steer_bytes(const struct vd_iface *ifc, uint32_t asked);
 size_t vd__ep_default_umem_len(struct vd_iface *ifc);
 /* A memfd of len bytes sealed against resizing (it goes to an application). fd or -errno. */
 int vd__memfd_sealed(const char *name, size_t len);
+/* A new AF_XDP socket with the len bytes at umem registered as its UMEM (with TX metadata room where the
+ * kernel has it: *tx_meta_len says). Unbound. fd or -errno. Thread-safe (ringpool.c's worker calls it). */
+int vd__xsk_on_umem(void *umem, size_t len, uint32_t *tx_meta_len);
 
 /* ---- ringpool.c: vd_rings updates (an RCU grace period each) off the loop, spare rings ahead ---- */
 int vd__ringpool_init(void);
@@ -148,9 +152,16 @@ void vd__ringpool_fini(void);
 /* A spare endpoint id whose vd_rings slot of ifc already holds a fresh ring of `bytes`: the id and the
  * ring's fd become the caller's. -ENOENT: none ready. */
 int vd__ringpool_take(struct vd_iface *ifc, uint32_t bytes, uint32_t *id, int *ring_fd);
-/* A spare UMEM of ifc (sealed memfd, mapped, pages allocated) of exactly len bytes: fd and mapping become
- * the caller's. -ENOENT: none ready. */
-int vd__ringpool_take_umem(const struct vd_iface *ifc, size_t len, int *fd, void **map);
+/* A UMEM prepared ahead: a sealed memfd with its pages allocated, mapped, and registered (XDP_UMEM_REG) on
+ * an unbound AF_XDP socket xsk_fd (-1 if that failed: the endpoint then registers it itself). */
+struct vd_umem_spare {
+	int fd, xsk_fd;
+	void *map;
+	size_t len;
+	uint32_t tx_meta_len; /* what the registration got (see vd__xsk_on_umem) */
+};
+/* A spare UMEM of ifc of exactly len bytes: everything in *out becomes the caller's. -ENOENT: none ready. */
+int vd__ringpool_take_umem(const struct vd_iface *ifc, size_t len, struct vd_umem_spare *out);
 /* The pool holds id (a spare, or an old ring being replaced): no endpoint may take it. */
 bool vd__ringpool_reserved(uint32_t id);
 /* An endpoint leaves id with its ring still in ifc's vd_rings (nothing steered to it any more): the pool

@@ -23,7 +23,9 @@
  * The worker also keeps one spare UMEM per interface, of the size a default endpoint there needs: a
  * sealed memfd mapped with MAP_POPULATE, i.e. its pages allocated and zeroed ahead. XDP_UMEM_REG pins the
  * UMEM's pages; on fresh memory that faulted in and zeroed 8 MiB inside EP_OPEN (5-8 ms measured with
- * strace -T). A spare memfd was never handed to anyone, so it carries no one's data.
+ * strace -T). The worker also does the XDP_UMEM_REG itself, on an AF_XDP socket that stays unbound until
+ * an EP_OPEN binds it to its queue: pinning 8 MiB was the largest part (~0.5 ms) of what was left of
+ * EP_OPEN. A spare memfd was never handed to anyone, so it carries no one's data.
  *
  * Threading: only the loop thread touches slots[] and spare counts; the worker sees jobs only (ifc's map
  * fd, id, size), through a mutex-protected list, and hands them back on a done list, announced through an
@@ -61,9 +63,10 @@ struct job {
 	struct job *next;
 	uint8_t kind;
 	struct vd_iface *ifc;
-	size_t len;            /* JOB_UMEM: its size; result in umem_fd, umem */
-	int umem_fd;
+	size_t len;            /* JOB_UMEM: its size; result in umem_fd, umem, xsk_fd, tx_meta_len */
+	int umem_fd, xsk_fd;
 	void *umem;
+	uint32_t tx_meta_len;
 	int rings_fd;          /* copied: the worker reads nothing of ifc */
 	uint32_t id;
 	uint32_t bytes;        /* 0: delete vd_rings[id]; else install a fresh ring of this size */
@@ -73,11 +76,9 @@ struct job {
 
 static struct slot slots[VD_BPF_MAX_EPS];
 /* One spare UMEM per interface (by vd__iface_at index). */
-static struct umem_spare {
+static struct umem_slot {
 	uint8_t state;         /* SLOT_FREE, SLOT_WORKING or SLOT_SPARE */
-	int fd;
-	void *map;
-	size_t len;
+	struct vd_umem_spare u;
 } umems[VD_CTL_MAX_IFACES];
 static uint8_t install_pending[VD_BPF_MAX_EPS]; /* WORKING on an install (not a delete) */
 static struct vd_evsrc done_src = { .fd = -1 };
@@ -102,7 +103,20 @@ static void umem_make(struct job *j)
 		j->umem = NULL;
 		close(j->umem_fd);
 		j->umem_fd = -1;
+		return;
 	}
+	/* Best effort: without it, the endpoint registers the UMEM itself. */
+	j->xsk_fd = vd__xsk_on_umem(j->umem, j->len, &j->tx_meta_len);
+}
+
+static void umem_spare_free(struct vd_umem_spare *u)
+{
+	if (u->xsk_fd >= 0)
+		close(u->xsk_fd);
+	if (u->map)
+		munmap(u->map, u->len);
+	if (u->fd >= 0)
+		close(u->fd);
 }
 
 static void job_run(struct job *j)
@@ -259,7 +273,7 @@ static void refill(void)
 			j->kind = JOB_UMEM;
 			j->ifc = ifc;
 			j->len = vd__ep_default_umem_len(ifc);
-			j->umem_fd = -1;
+			j->umem_fd = j->xsk_fd = -1;
 			umems[i].state = SLOT_WORKING;
 			queue_job(j);
 		}
@@ -287,8 +301,10 @@ static void done_event(struct vd_evsrc *src, uint32_t events)
 			if (j->err)
 				vd__warn("%s: preparing a spare UMEM: %s", j->ifc->name, strerror(-j->err));
 			if (i >= 0 && !j->err)
-				umems[i] = (struct umem_spare){ .state = SLOT_SPARE, .fd = j->umem_fd, .map = j->umem,
-								 .len = j->len };
+				umems[i] = (struct umem_slot){ .state = SLOT_SPARE,
+							       .u = { .fd = j->umem_fd, .xsk_fd = j->xsk_fd,
+								      .map = j->umem, .len = j->len,
+								      .tx_meta_len = j->tx_meta_len } };
 			else if (i >= 0)
 				umems[i].state = SLOT_FREE; /* tried again at the next refill */
 			free(j);
@@ -340,15 +356,14 @@ int vd__ringpool_take(struct vd_iface *ifc, uint32_t bytes, uint32_t *id, int *r
 	return -ENOENT;
 }
 
-int vd__ringpool_take_umem(const struct vd_iface *ifc, size_t len, int *fd, void **map)
+int vd__ringpool_take_umem(const struct vd_iface *ifc, size_t len, struct vd_umem_spare *out)
 {
 	int i = iface_ix(ifc);
 
-	if (i < 0 || umems[i].state != SLOT_SPARE || umems[i].len != len)
+	if (i < 0 || umems[i].state != SLOT_SPARE || umems[i].u.len != len)
 		return -ENOENT;
-	*fd = umems[i].fd;
-	*map = umems[i].map;
-	umems[i] = (struct umem_spare){ .state = SLOT_FREE, .fd = -1 };
+	*out = umems[i].u;
+	umems[i] = (struct umem_slot){ .state = SLOT_FREE };
 	refill_soon();
 	return 0;
 }
@@ -367,7 +382,7 @@ void vd__ringpool_stat(const struct vd_iface *ifc, struct vd_ctl_stat_spares *ou
 	for (unsigned id = 0; id < VD_BPF_MAX_EPS; id++)
 		out->ring_jobs += slots[id].state == SLOT_WORKING && slots[id].ifc == ifc;
 	out->spare_umems = i >= 0 && umems[i].state == SLOT_SPARE;
-	out->spare_umem_bytes = out->spare_umems ? umems[i].len : 0;
+	out->spare_umem_bytes = out->spare_umems ? umems[i].u.len : 0;
 }
 
 bool vd__ringpool_release(struct vd_iface *ifc, uint32_t id)
@@ -421,10 +436,9 @@ void vd__ringpool_fini(void)
 		n = l->next;
 		if (l->ring_fd >= 0)
 			close(l->ring_fd);
-		if (l->umem)
-			munmap(l->umem, l->len);
-		if (l->umem_fd >= 0)
-			close(l->umem_fd);
+		if (l->kind == JOB_UMEM)
+			umem_spare_free(&(struct vd_umem_spare){ .fd = l->umem_fd, .xsk_fd = l->xsk_fd,
+								 .map = l->umem, .len = l->len });
 		free(l);
 	}
 	todo = done = NULL;
@@ -436,11 +450,9 @@ void vd__ringpool_fini(void)
 		install_pending[id] = 0;
 	}
 	for (unsigned i = 0; i < VD_CTL_MAX_IFACES; i++) {
-		if (umems[i].state == SLOT_SPARE) {
-			munmap(umems[i].map, umems[i].len);
-			close(umems[i].fd);
-		}
-		umems[i] = (struct umem_spare){ .state = SLOT_FREE, .fd = -1 };
+		if (umems[i].state == SLOT_SPARE)
+			umem_spare_free(&umems[i].u);
+		umems[i] = (struct umem_slot){ .state = SLOT_FREE };
 	}
 	vd__loop_del(&done_src);
 	close(done_src.fd);
