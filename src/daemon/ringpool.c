@@ -40,6 +40,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -47,6 +48,13 @@
 #include "daemon.h"
 
 #define RP_SPARES 2u /* per interface: two processes started back to back both find one */
+/*
+ * A spare taken is replaced this much later, not at once: making one (a ring and an 8 MiB UMEM, zeroed,
+ * and pinned) is 1-2 ms of CPU, and right after EP_OPEN it competed with the very process starting up
+ * on a 2-core host (its ring mmap calls stretched to 0.5-0.7 ms under perf trace). A second process
+ * started within the delay still finds the other spare.
+ */
+#define RP_REFILL_DELAY_NS 20000000ll
 
 enum slot_state { SLOT_FREE = 0, SLOT_WORKING, SLOT_SPARE };
 
@@ -82,6 +90,8 @@ static struct umem_slot {
 } umems[VD_CTL_MAX_IFACES];
 static uint8_t install_pending[VD_BPF_MAX_EPS]; /* WORKING on an install (not a delete) */
 static struct vd_evsrc done_src = { .fd = -1 };
+static struct vd_evsrc refill_timer = { .fd = -1 };
+static bool refill_armed;
 static bool worker_up;      /* the pool is on (vd__ringpool_init succeeded) */
 static bool worker_running; /* under mu: a worker thread (or an inline run) is taking jobs */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -329,15 +339,30 @@ static void done_event(struct vd_evsrc *src, uint32_t events)
 	refill();
 }
 
-/* Refill later, from the loop: the id just taken is not the endpoint's yet (eps[] is set by the caller
- * after this returns), and a refill now could pick it again and replace the ring under the endpoint. */
+static void refill_timer_event(struct vd_evsrc *src, uint32_t events)
+{
+	uint64_t ticks;
+
+	(void)events;
+	if (read(src->fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+		vd__warn("ring pool timer: %s", strerror(errno));
+	refill_armed = false;
+	refill();
+}
+
+/* Refill later, from the loop (RP_REFILL_DELAY_NS): the id just taken is not the endpoint's yet (eps[] is
+ * set by the caller after this returns), and a refill now could pick it again and replace the ring under
+ * the endpoint. */
 static void refill_soon(void)
 {
-	uint64_t one = 1;
+	struct itimerspec its = { .it_value = { .tv_sec = 0, .tv_nsec = RP_REFILL_DELAY_NS } };
 
-	if (done_src.fd >= 0 && write(done_src.fd, &one, sizeof(one)) < 0) {
-		/* cannot fail short of a counter overflow; the next release refills anyway */
-	}
+	if (refill_timer.fd < 0 || refill_armed)
+		return;
+	if (timerfd_settime(refill_timer.fd, 0, &its, NULL))
+		vd__warn("ring pool timer: %s", strerror(errno));
+	else
+		refill_armed = true;
 }
 
 int vd__ringpool_take(struct vd_iface *ifc, uint32_t bytes, uint32_t *id, int *ring_fd)
@@ -406,11 +431,22 @@ int vd__ringpool_init(void)
 	int err = vd__loop_add(&done_src, EPOLLIN);
 	if (err)
 		goto fail;
+	refill_timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	refill_timer.cb = refill_timer_event;
+	refill_armed = false;
+	if (refill_timer.fd < 0 || (err = vd__loop_add(&refill_timer, EPOLLIN))) {
+		err = refill_timer.fd < 0 ? -errno : err;
+		vd__loop_del(&done_src);
+		goto fail;
+	}
 	worker_up = true;
 	stopping = false;
 	refill();
 	return 0;
 fail:
+	if (refill_timer.fd >= 0)
+		close(refill_timer.fd);
+	refill_timer.fd = -1;
 	close(done_src.fd);
 	done_src.fd = -1;
 	return err;
@@ -457,4 +493,8 @@ void vd__ringpool_fini(void)
 	vd__loop_del(&done_src);
 	close(done_src.fd);
 	done_src.fd = -1;
+	vd__loop_del(&refill_timer);
+	close(refill_timer.fd);
+	refill_timer.fd = -1;
+	refill_armed = false;
 }
