@@ -11,7 +11,7 @@
  *       "first_us":..} with the percentiles of one connect()+close() (the handshake's round trip
  *       dominates). The first connection is a warm-up, timed apart as first_us: it pays the process's
  *       one-time costs (under viaduct run the endpoint's set-up: the EP_OPEN round trip, mapping the
- *       UMEM and rings, the first ports; about 1.7 ms on the 2-core lab since viaductd prepares steering
+ *       UMEM and rings, the first ports; about 1.4 ms on the 2-core lab since viaductd prepares steering
  *       rings and registered UMEMs ahead, 22-27 ms before), which the steady rate and the percentiles
  *       leave out, for both paths alike.
  * The client closes first, so TIME-WAIT stays on its side, as with a web client.
