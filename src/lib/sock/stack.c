@@ -328,6 +328,9 @@ int vd__stack_wait(struct vd_stack *st, uint64_t deadline_ns)
 	/* The caller checked its condition under the lock, which we still hold: any change from now on bumps
 	 * st->gen (wake_waiters) or leaves st->dirty set, and sends us back to the caller to check again. */
 	uint32_t gen0 = st->gen;
+	/* a writer stopped at lent TX memory still being sent: the engine's next poll moved earlier */
+	if (st->tcp && vd__tcp_poll_soon(st->tcp))
+		vd__stack_kick_tcp(st);
 	uint64_t now = vd__stack_now(st);
 	if (deadline_ns && now >= deadline_ns)
 		return -ETIMEDOUT;
@@ -566,6 +569,8 @@ VD_API int vd_stack_fd(const struct vd_stack *st)
 VD_API int vd_stack_prepare_wait(struct vd_stack *st, int *timeout_ms)
 {
 	vd__stack_lock(st);
+	if (st->tcp && vd__tcp_poll_soon(st->tcp))
+		vd__stack_kick_tcp(st); /* as vd__stack_wait: the engine's next poll may have moved earlier */
 	int pending = vd__stack_progress_locked(st) > 0;
 	if (!pending)
 		pending = vd_nic_wait(st->nic, 0) != 0;

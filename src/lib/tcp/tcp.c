@@ -772,5 +772,15 @@ uint64_t vd__tcp_poll(struct vd__tcp *t)
 	uint64_t next = t->heap_n ? t->heap[0]->timer_key : UINT64_MAX;
 	if (t->dirty && next > now + 100000)
 		next = now + 100000; /* output waits for TX buffers: come back soon */
+	if (t->zc_wait) {
+		uint64_t zw = vd__tcp_zc_poll(t, now); /* writers waiting for lent TX memory (tcp_zc.c) */
+		if (zw < next)
+			next = zw;
+	}
 	return next;
+}
+
+int vd__tcp_poll_soon(const struct vd__tcp *t)
+{
+	return t->zc_wait != NULL;
 }

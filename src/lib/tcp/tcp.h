@@ -71,6 +71,12 @@ void vd__tcp_input(struct vd__tcp *t, const void *ip, uint32_t len);
  * the time it returned has come. Returns that time (vd_nic_now_ns clock), UINT64_MAX when no timer runs.
  */
 uint64_t vd__tcp_poll(struct vd__tcp *t);
+/*
+ * Nonzero when a tcb call since the last vd__tcp_poll may have made it due sooner than it said: a writer
+ * stopped at lent TX memory still being sent (tcp_zc.c; its completion arrives on no fd). A caller about
+ * to wait runs vd__tcp_poll first when this says so, and waits no longer than the time it returns.
+ */
+int vd__tcp_poll_soon(const struct vd__tcp *t);
 
 /*
  * One clock read per lock hold. The engine reads the clock at the start of every input, poll and tcb call

@@ -90,10 +90,14 @@ struct tcp_ring {
  */
 struct tcp_zc {
 	struct vd__tcp *t;  /* whose TX queue may hold frames naming the ring (flushed before it goes) */
+	struct vd__tcb *c;  /* whose send ring this is (woken when a busy chunk completes) */
 	struct vd_nic *nic;
 	uint32_t per;       /* ring bytes per chunk: stride - gap */
 	uint32_t cpl;       /* chunks per lent region */
 	uint32_t n;         /* regions */
+	uint32_t want;      /* SO_SNDBUF it was lent for: another size moves the ring once it is empty */
+	uint8_t waiting;    /* on t->zc_wait: a writer found the next chunk busy (vd__tcp_zc_poll) */
+	struct tcp_zc *wnext, *wprev;
 	struct vd_nic_lent lent[];
 };
 
@@ -251,6 +255,7 @@ struct vd__tcp {
 	uint8_t now_held;                   /* now is this lock hold's clock (vd__tcp_clock_hold) */
 	uint8_t hold_clock;                 /* the caller asked for one clock read per lock hold */
 	uint8_t zc_off;                     /* the nic lends no TX memory: send rings stay in the heap */
+	struct tcp_zc *zc_wait;             /* lent send rings whose writer waits for completions */
 	uint64_t chal_sec;                  /* challenge ACK rate limit (RFC 5961 7) */
 	uint32_t chal_count;
 	struct tcp_txq tx;
@@ -311,9 +316,13 @@ uint32_t vd__ring_from_iov(struct tcp_ring *r, const struct iovec *iov, int iovc
 uint32_t vd__ring_to_iov(const struct tcp_ring *r, const struct iovec *iov, int iovcnt, uint32_t max);
 /* tcp_zc.c: send rings in lent nic memory (large sends without a copy into TX buffers) */
 #define TCP_ZC_MIN_WRITE 16384u   /* a write at least this large on an empty ring moves it into nic memory */
-int vd__ring_zc_take(struct tcp_ring *r, struct vd__tcp *t, uint32_t want);
+#define TCP_ZC_POLL_NS 100000u   /* a writer waiting for completions: look again this often (tcp.c poll) */
+int vd__ring_zc_take(struct tcp_ring *r, struct vd__tcb *c, uint32_t want);
 void vd__ring_zc_free(struct tcp_ring *r);
+int vd__ring_zc_resize(struct tcp_ring *r, uint32_t want);
 uint32_t vd__ring_zc_room(struct tcp_ring *r, uint32_t max);
+int vd__ring_zc_writable(const struct tcp_ring *r, uint32_t sndbuf);
+uint64_t vd__tcp_zc_poll(struct vd__tcp *t, uint64_t now);
 void vd__ring_zc_write(struct tcp_ring *r, uint32_t off, const void *src, uint32_t n);
 void vd__ring_zc_read(const struct tcp_ring *r, uint32_t off, void *dst, uint32_t n);
 int vd__ring_zc_pieces(const struct tcp_ring *r, uint32_t off, uint32_t n, struct iovec *iov, unsigned max);

@@ -175,10 +175,13 @@ ssize_t vd__tcb_send(struct vd__tcb *c, const struct iovec *iov, int iovcnt, int
 	/*
 	 * A large write on an empty ring moves the ring into TX memory the nic lends, where segments are sent
 	 * from without a second copy (tcp_zc.c); small writes never pay for it (connection loops,
-	 * request/response). A nic that cannot lend is not asked again.
+	 * request/response). A nic that cannot lend is not asked again. A lent ring lent for another
+	 * SO_SNDBUF than now goes back first, once empty (tcp_zc.c vd__ring_zc_resize).
 	 */
+	if (c->snd.zc && !c->snd.len)
+		(void)vd__ring_zc_resize(&c->snd, c->sndbuf); /* -ENOMEM: the lent ring serves meanwhile */
 	if (!c->snd.zc && !c->snd.len && want >= TCP_ZC_MIN_WRITE && !t->zc_off && c->snd.buf) {
-		if (vd__ring_zc_take(&c->snd, t, c->sndbuf) == -EOPNOTSUPP)
+		if (vd__ring_zc_take(&c->snd, c, c->sndbuf) == -EOPNOTSUPP)
 			t->zc_off = 1;
 	}
 	uint32_t space = c->sndbuf > c->snd.len ? c->sndbuf - c->snd.len : 0;
@@ -190,7 +193,8 @@ ssize_t vd__tcb_send(struct vd__tcb *c, const struct iovec *iov, int iovcnt, int
 	uint32_t n = vd__ring_from_iov(&c->snd, iov, iovcnt, space);
 	if (!n) {
 		/* lent memory still being sent (tcp_zc.c): ring the doorbell (it takes completions), look
-		 * again, else as a full ring */
+		 * again, else as a full ring - POLLOUT is off meanwhile and vd__tcp_poll wakes the writer
+		 * when the chunk completes */
 		vd_nic_flush(t->nic);
 		n = vd__ring_from_iov(&c->snd, iov, iovcnt, space);
 		if (!n)
@@ -346,10 +350,11 @@ uint32_t vd__tcb_events(const struct vd__tcb *c)
 		ev |= POLLOUT;   /* Linux: writing would not block (it fails with EPIPE) */
 	} else if (c->state == TCPS_ESTABLISHED || c->state == TCPS_CLOSE_WAIT) {
 		/* Linux's sk_stream_is_writeable: free space at least half of what is queued */
-		/* (a ring in lent nic memory may hold less than SO_SNDBUF: tcp_zc.c) */
+		/* (a ring in lent nic memory may hold less than SO_SNDBUF, and a write there stops at a chunk
+		 * still being sent: writable only when a write would take something, tcp_zc.c) */
 		uint32_t lim = c->snd.cap < c->sndbuf ? c->snd.cap : c->sndbuf;
 		uint32_t used = c->snd.len, free = lim > used ? lim - used : 0;
-		if (free && free >= used / 2)
+		if (free && free >= used / 2 && (!c->snd.zc || vd__ring_zc_writable(&c->snd, c->sndbuf)))
 			ev |= POLLOUT;
 	}
 	return ev;
@@ -427,6 +432,10 @@ int vd__tcb_setopt(struct vd__tcb *c, int level, int name, const void *val, sock
 			if (c->snd.buf && b > c->snd.cap && vd__ring_resize(&c->snd, b) < 0)
 				return -ENOMEM;
 			c->sndbuf = b;
+			/* a ring in lent memory, lent for the old size: for the new one once empty (tcp_zc.c;
+			 * not now, or -ENOMEM: the next send does it) */
+			if (c->snd.zc)
+				(void)vd__ring_zc_resize(&c->snd, b);
 			return 0;
 		}
 		case SO_KEEPALIVE:

@@ -25,10 +25,17 @@
  * comes round to the chunk again - when it is checked again. So appending to a chunk whose earlier
  * bytes are in flight needs no check: the common case of a stream stays free of waits.
  *
+ * Readiness: a socket whose writer would stop at a busy chunk is not writable (POLLOUT off:
+ * vd__ring_zc_writable), and its ring joins the layer's waiting list; a completion wakes nobody by
+ * itself (it arrives on no fd), so while the list is not empty vd__tcp_poll asks to run again within
+ * TCP_ZC_POLL_NS, looks at the busy chunks again (which takes the completions) and wakes the writers
+ * whose chunk completed (vd__tcp_notify). A blocking writer waits for that as for an ACK.
+ *
  * When: only for a write of at least TCP_ZC_MIN_WRITE bytes on an empty ring of a nic that lends
  * (tcp_sock.c), so connection loops and small request/response traffic never pay for lending; the ring
- * stays in lent memory until the connection's rings are freed, and the regions go back to the nic then
- * (vd_nic_tx_unlend: the nic reuses a region only once no queued piece names it).
+ * stays in lent memory until the connection's rings are freed, or until it is empty after SO_SNDBUF
+ * changed (vd__ring_zc_resize), and the regions go back to the nic then (vd_nic_tx_unlend: the nic
+ * reuses a region only once no queued piece names it).
  */
 #include "tcp_internal.h"
 
@@ -58,6 +65,34 @@ static inline int zc_busy(const struct tcp_zc *z, uint32_t q)
 	return vd_nic_tx_busy(z->nic, &z->lent[q / z->cpl], q % z->cpl) != 0;
 }
 
+/* The writer of z found the next chunk busy: vd__tcp_poll looks again every TCP_ZC_POLL_NS and wakes it
+ * (vd__tcp_zc_poll), since a completion arrives on no fd anybody sleeps on. */
+static void zc_wait(struct tcp_zc *z)
+{
+	if (z->waiting)
+		return;
+	z->waiting = 1;
+	z->wprev = NULL;
+	z->wnext = z->t->zc_wait;
+	if (z->wnext)
+		z->wnext->wprev = z;
+	z->t->zc_wait = z;
+}
+
+static void zc_unwait(struct tcp_zc *z)
+{
+	if (!z->waiting)
+		return;
+	z->waiting = 0;
+	if (z->wprev)
+		z->wprev->wnext = z->wnext;
+	else
+		z->t->zc_wait = z->wnext;
+	if (z->wnext)
+		z->wnext->wprev = z->wprev;
+	z->wnext = z->wprev = NULL;
+}
+
 static void zc_give_back(struct tcp_zc *z)
 {
 	for (uint32_t i = 0; i < z->n; i++)
@@ -69,8 +104,9 @@ static void zc_give_back(struct tcp_zc *z)
  * Moves the empty ring r into memory lent by nic, about want bytes (less if the nic lends less). 0, or
  * -EOPNOTSUPP (the nic never lends), -ENOBUFS / -ENOMEM (not now), -EBUSY (the ring holds data).
  */
-int vd__ring_zc_take(struct tcp_ring *r, struct vd__tcp *t, uint32_t want)
+int vd__ring_zc_take(struct tcp_ring *r, struct vd__tcb *c, uint32_t want)
 {
+	struct vd__tcp *t = c->t;
 	struct vd_nic *nic = t->nic;
 	if (r->len || r->zc)
 		return -EBUSY;
@@ -94,7 +130,11 @@ int vd__ring_zc_take(struct tcp_ring *r, struct vd__tcp *t, uint32_t want)
 		return -ENOMEM;
 	}
 	z->t = t;
+	z->c = c;
 	z->nic = nic;
+	z->want = want;
+	z->waiting = 0;
+	z->wnext = z->wprev = NULL;
 	z->per = per;
 	z->cpl = first.chunks;
 	z->lent[0] = first;
@@ -131,6 +171,7 @@ void vd__ring_zc_free(struct tcp_ring *r)
 	 */
 	if (r->zc->t->tx.nready)
 		vd__tcp_tx_flush(r->zc->t);
+	zc_unwait(r->zc);
 	zc_give_back(r->zc);
 	vd__shm_free(r->heap, r->zc);
 	r->zc = NULL;
@@ -142,12 +183,15 @@ void vd__ring_zc_free(struct tcp_ring *r)
  * Bytes (at most max) that may be appended now: up to the first chunk that would be entered while
  * still busy (see the top of the file). An empty ring first moves its head to the start of the first
  * chunk, from its own on, that is not busy: segments then start chunk-aligned (fewest pieces) and a
- * lagging completion does not stop the writer.
+ * lagging completion does not stop the writer. This computes without moving anything: *head is where
+ * the head goes, *stalled says a busy chunk (not a full ring) left nothing.
  */
-uint32_t vd__ring_zc_room(struct tcp_ring *r, uint32_t max)
+static uint32_t zc_room(const struct tcp_ring *r, uint32_t max, uint32_t *head, bool *stalled)
 {
 	const struct tcp_zc *z = r->zc;
 	uint32_t free = r->cap - r->len, room = 0;
+	*head = r->head;
+	*stalled = false;
 	/* never into the head's chunk from behind (see the top of the file) */
 	if (r->len)
 		free = free > r->head % z->per ? free - r->head % z->per : 0;
@@ -160,22 +204,97 @@ uint32_t vd__ring_zc_room(struct tcp_ring *r, uint32_t max)
 		for (i = 0; i < nq; i++)
 			if (!zc_busy(z, (q0 + i) % nq))
 				break;
-		if (i == nq)
+		if (i == nq) {
+			*stalled = true;
 			return 0;
-		r->head = ((q0 + i) % nq) * z->per;
+		}
+		*head = ((q0 + i) % nq) * z->per;
 		room = z->per < max ? z->per : max; /* the chunk just checked */
 	}
 	while (room < max) {
-		uint32_t b = r->head + r->len + room;
+		uint32_t b = *head + r->len + room;
 		if (b >= r->cap)
 			b -= r->cap;
 		uint32_t in = b % z->per;
-		if (!in && zc_busy(z, b / z->per))
+		if (!in && zc_busy(z, b / z->per)) {
+			*stalled = room == 0;
 			break;
+		}
 		uint32_t take = z->per - in;
 		room += take < max - room ? take : max - room;
 	}
 	return room;
+}
+
+uint32_t vd__ring_zc_room(struct tcp_ring *r, uint32_t max)
+{
+	uint32_t head;
+	bool stalled;
+	uint32_t room = zc_room(r, max, &head, &stalled);
+	r->head = head; /* moves only on an empty ring */
+	if (stalled)
+		zc_wait(r->zc);
+	else if (room)
+		zc_unwait(r->zc);
+	return room;
+}
+
+/*
+ * Would a write make progress now (for POLLOUT: tcp_sock.c)? The busy counts it reads take the nic's
+ * completions first, so a poll loop reaps them; when a busy chunk is all that stops the writer, the ring
+ * joins the waiting list, whose poll wakes the socket once the chunk completes. An empty ring lent for
+ * another size than sndbuf is writable: the write moves it into a heap ring first (vd__ring_zc_resize).
+ */
+int vd__ring_zc_writable(const struct tcp_ring *r, uint32_t sndbuf)
+{
+	uint32_t head;
+	bool stalled = false;
+	if ((!r->len && r->zc->want != sndbuf) || zc_room(r, 1, &head, &stalled)) {
+		zc_unwait(r->zc);
+		return 1;
+	}
+	if (stalled)
+		zc_wait(r->zc); /* the ring's zc state, not the ring, changes: r stays const for its callers */
+	return 0;
+}
+
+/*
+ * The layer's poll (tcp.c vd__tcp_poll): wakes (vd__tcp_notify) the writers whose busy chunk completed,
+ * and says when to look again for the others: now + TCP_ZC_POLL_NS, UINT64_MAX when nobody waits.
+ * Completions come in any order and on no fd, so this is what ends a blocked writer's wait; the cost is
+ * one look at the nic's completion ring per waiting socket per TCP_ZC_POLL_NS, only while one waits.
+ */
+uint64_t vd__tcp_zc_poll(struct vd__tcp *t, uint64_t now)
+{
+	for (struct tcp_zc *z = t->zc_wait, *nx; z; z = nx) {
+		nx = z->wnext;
+		if (vd__ring_zc_writable(&z->c->snd, z->c->sndbuf)) {
+			zc_unwait(z);
+			vd__tcp_notify(z->c);
+		}
+	}
+	return t->zc_wait ? now + TCP_ZC_POLL_NS : UINT64_MAX;
+}
+
+/*
+ * SO_SNDBUF changed after the ring moved into lent memory (its size was lent for the old value): Linux
+ * applies a new size to what is queued from then on, so once the ring is empty it goes back to the nic
+ * and a heap ring of the new size takes its place; the next large write lends again at that size. A
+ * ring holding data keeps its place until it is empty (called again then: tcp_sock.c). 1 when moved, 0
+ * when nothing was to do or not yet, -ENOMEM (the lent ring stays; tried again at the next call).
+ */
+int vd__ring_zc_resize(struct tcp_ring *r, uint32_t want)
+{
+	if (!r->zc || r->len || r->zc->want == want)
+		return 0;
+	uint8_t *nb = vd__shm_alloc(r->heap, want ? want : 1);
+	if (!nb)
+		return -ENOMEM;
+	vd__ring_zc_free(r);
+	r->buf = nb;
+	r->cap = want;
+	r->head = r->len = 0;
+	return 1;
 }
 
 /* Copies n bytes between buf and ring bytes [off, off + n), chunk by chunk: into the ring when to_ring. */
