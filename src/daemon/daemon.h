@@ -191,8 +191,9 @@ void vd__port_release_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_p
 void vd__port_reclaim_conn(struct vd_conn *c);
 /* net.ipv4.ip_unprivileged_port_start: ports below it are for root only. */
 unsigned vd__port_unprivileged_start(void);
-/* Holds and their timer; time_wait_s: how long a dead endpoint's ephemeral TCP ports stay held. */
-int vd__port_init(uint32_t time_wait_s);
+/* Holds and their timer; time_wait_s: how long a dead endpoint's ephemeral TCP ports stay held. The
+ * ephemeral port pools; pool_idle_s: how long a grown TCP pool target stays up with no burst needing it. */
+int vd__port_init(uint32_t time_wait_s, uint32_t pool_idle_s);
 void vd__port_fini(void);
 void vd__ep_port_add_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_port_req *req);
 void vd__ep_port_del_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_port_req *req);

@@ -34,13 +34,15 @@ struct opts {
 	int verbose;
 	enum vd_xdp_mode xdp_mode;
 	uint32_t time_wait_s;
+	uint32_t pool_idle_s;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: viaductd --iface IF [--iface IF2...] [--socket PATH] [--group NAME] [--pidfile F]\n"
-		"                [--daemon] [--log FILE] [--xdp-mode native|generic] [--time-wait SECONDS] [-v]\n"
+		"                [--daemon] [--log FILE] [--xdp-mode native|generic] [--time-wait SECONDS]\n"
+		"                [--pool-idle-s SECONDS] [-v]\n"
 		"\n"
 		"The viaduct daemon (root, one per host or network namespace): attaches the XDP dispatcher to each\n"
 		"--iface and hands applications their AF_XDP endpoints over a Unix control socket. Frames no\n"
@@ -58,6 +60,10 @@ static void usage(FILE *f)
 		"  --xdp-mode MODE     native (default; falls back to generic with a log line) or generic\n"
 		"  --time-wait SECONDS how long the ephemeral TCP ports of an endpoint that closed or died stay\n"
 		"                      reserved, their frames dropped (TCP TIME-WAIT; default 60, at most 600)\n"
+		"  --pool-idle-s SECONDS\n"
+		"                      the pool of TCP ports reserved ahead grows from 1024 up to 4096 while\n"
+		"                      bursts of connections run it dry; after SECONDS with no burst needing more\n"
+		"                      than 1024 it shrinks back, closing the surplus (default 30, 1 to 3600)\n"
 		"  -v                  debug logging\n");
 }
 
@@ -69,12 +75,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "daemon", no_argument, NULL, 'd' },        { "log", required_argument, NULL, 'l' },
 		{ "xdp-mode", required_argument, NULL, 'x' }, { "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },          { "time-wait", required_argument, NULL, 't' },
-		{ NULL, 0, NULL, 0 },
+		{ "pool-idle-s", required_argument, NULL, 'P' }, { NULL, 0, NULL, 0 },
 	};
 	int c;
 
 	o->socket_path = VD_CTL_DEFAULT_PATH;
 	o->time_wait_s = 60;
+	o->pool_idle_s = 30;
 	while ((c = getopt_long(argc, argv, "i:s:g:p:dl:x:vht:", lo, NULL)) != -1) {
 		switch (c) {
 		case 'i':
@@ -109,6 +116,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return -1;
 			}
 			o->time_wait_s = (uint32_t)v;
+			break;
+		}
+		case 'P': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || optarg[0] == '-' || v < 1 || v > 3600) {
+				fprintf(stderr, "viaductd: --pool-idle-s takes 1 to 3600 seconds\n");
+				return -1;
+			}
+			o->pool_idle_s = (uint32_t)v;
 			break;
 		}
 		case 'h': usage(stdout); exit(0);
@@ -284,7 +301,7 @@ int main(int argc, char **argv)
 		goto out_ifaces;
 	if ((err = vd__ringpool_init())) /* after the interfaces: it prepares their spare rings */
 		vd__warn("steering ring pool: %s (endpoints install their rings themselves)", strerror(-err));
-	if ((err = vd__port_init(o.time_wait_s))) {
+	if ((err = vd__port_init(o.time_wait_s, o.pool_idle_s))) {
 		vd__err("port hold timer: %s", strerror(-err));
 		goto out_neigh;
 	}

@@ -412,37 +412,57 @@ static int port_hold(struct vd_port *p, uint32_t ms)
  * connections; a held port whose TIME-WAIT ended goes back into the pool with its socket (RFC 9293
  * 3.6.1's 2 MSL are over) instead of close now and socket + bind later. Ports an endpoint gives back
  * without a hold are freed, not pooled: the peer of their last connection may still be in TIME-WAIT.
- * The pooled ports come from the kernel's ephemeral range like any other of ours: POOL_TCP of the
- * 28,232 of Linux's default range. Measured (3 interleaved runs each): connect+close p99 216-260 ->
- * 133-183 us; the connection rate did not move beyond the noise.
- * A burst of more connections than the pool (a `perf sockets` connrate round is 3000) runs it dry after
- * the first 1024, and from then on every batch is socket + bind in one go, about 7 us a port of the
- * daemon on the client's CPU: that is the connect+close p99 (measured with POOL_TCP 4096: p99 about 400 ->
- * 80-90 us, 26 -> 37-40k/s). It stays at 1024 all the same: every pooled port is one another program's
- * bind of that port fails on (EADDRINUSE: a bind to 0.0.0.0 conflicts with ours on the interface's
- * address), and at 4096 fi_pingpong's fixed port in a lab failed so in one lab out of two.
+ * The pooled ports come from the kernel's ephemeral range like any other of ours (28,232 ports in
+ * Linux's default range). Measured with a fixed pool of 1024 (3 interleaved runs each): connect+close
+ * p99 216-260 -> 133-183 us; the connection rate did not move beyond the noise.
+ *
+ * How big. A burst of more connections than the pool (a `perf sockets` connrate round is 3000) ran a
+ * pool of 1024 dry after a third, and from then on every batch was socket + bind in one go, about 7 us a
+ * port of the daemon on the client's CPU: connect+close p99 433-481 us (kernel 60). A fixed pool of 4096
+ * made it 75-90 us, but every pooled port is one another program's bind of that port fails on
+ * (EADDRINUSE: a bind to 0.0.0.0 conflicts with ours on the interface's address), and at 4096 a fixed
+ * port of fi_pingpong in a lab failed so in one lab out of two. So the TCP pool adapts: its target starts
+ * at POOL_TCP (its base) and, once a burst has asked for 7/8 of the target since the pool was last full
+ * (pool_mark: the pool is nearly or already empty), doubles until the mark is above that demand, up to
+ * POOL_TCP_MAX (less when a quarter of the descriptor limit per interface is less), and only as far as
+ * the descriptors left above VD_PORT_FD_ROOM allow. Growing costs nothing at once: the idle refill fills
+ * to the new target, in the burst's idle gaps already and so for the next burst. Once no burst asked for
+ * more than the base's mark for pool_shrink_ns (`viaductd --pool-idle-s`, default 30 s), the target drops
+ * back to the base and the surplus is closed, a chunk per idle step like the refill (never while requests
+ * keep coming); held ports coming back are pooled only up to the current target. The ring is allocated
+ * for the largest target once. UDP stays at POOL_UDP. Measured (perf sockets connrate --reps 3, fresh
+ * labs, fixed 1024 and adaptive interleaved, 4 runs each): p99 442-476 -> 103-175 us (kernel 56-100),
+ * connections/s and p50 unchanged beyond the noise; the first round of a run still grows the pool (p99
+ * about 450 us). Details in docs/design.md (User-level TCP/IP).
  */
-#define POOL_TCP 1024u
+#define POOL_TCP 1024u                  /* the TCP pool's base target: what it keeps when no burst needs more */
+#define POOL_TCP_MAX 4096u              /* the most a burst grows the TCP target to */
 #define POOL_UDP 64u
-#define POOL_CHUNK 32u                  /* ports reserved per refill step (about 0.2 ms) */
+#define POOL_CHUNK 32u                  /* ports reserved or freed per step (about 0.2 ms) */
 #define POOL_IDLE_NS 2000000ull         /* no port request for this long: the daemon may refill */
 #define POOL_STEP_NS 1000000ull         /* between two refill steps */
 #define POOL_RETRY_NS 1000000000ull     /* after a failed reservation (range full, no descriptors) */
+#define POOL_SHRINK_S 30u               /* default of --pool-idle-s */
 #define POOL_MAX_IFACES 8u
 
 struct port_pool {
 	struct vd_iface *ifc;
 	uint8_t proto;
-	unsigned head, n, target;
-	struct vd_port **p;    /* [target], a ring: taken at head, put back at the tail */
+	unsigned head, n;      /* the ring: taken at head, put back at the tail (head + n) */
+	unsigned target;       /* what the idle steps fill or trim the pool to: base..cap */
+	unsigned base, cap;    /* the target with no burst, and the most a burst grows it to */
+	unsigned demand;       /* ports asked for since the pool was last full */
+	uint64_t pressure_ns;  /* the last request with demand above pool_mark(base): a burst that needs growth */
+	struct vd_port **p;    /* [cap], allocated once: the target moves within it */
 };
 static struct port_pool pools[2 * POOL_MAX_IFACES];
 static unsigned n_pools;
 static struct vd_evsrc pool_timer = { .fd = -1 };
 static uint64_t pool_last_req_ns; /* the last port request (pool_busy) */
 static uint64_t pool_timer_at;    /* when the armed timer fires; 0: not armed */
+static uint64_t pool_shrink_ns = POOL_SHRINK_S * 1000000000ull;
 static struct {
-	uint64_t taken, reserved, recycled;
+	uint64_t taken, reserved, recycled, missed, grown, trimmed;
 } pool_st;
 
 static struct port_pool *pool_of(const struct vd_iface *ifc, uint8_t proto)
@@ -453,6 +473,11 @@ static struct port_pool *pool_of(const struct vd_iface *ifc, uint8_t proto)
 	return NULL;
 }
 
+static const char *pool_name(const struct port_pool *pl)
+{
+	return pl->proto == IPPROTO_TCP ? "tcp" : "udp";
+}
+
 static void pool_arm(uint64_t at)
 {
 	struct itimerspec its = { 0 };
@@ -461,44 +486,106 @@ static void pool_arm(uint64_t at)
 		return;
 	its.it_value.tv_sec = (time_t)(at / 1000000000u);
 	its.it_value.tv_nsec = (long)(at % 1000000000u);
+	if (!its.it_value.tv_sec && !its.it_value.tv_nsec)
+		its.it_value.tv_nsec = 1; /* an absolute 0 would disarm */
 	if (timerfd_settime(pool_timer.fd, TFD_TIMER_ABSTIME, &its, NULL))
 		vd__warn("port pool timer: %s", strerror(errno));
 	else
 		pool_timer_at = at;
 }
 
-static bool pool_low(void)
+/* A pool the idle steps still have work on: ports to reserve (it has an address) or a surplus to free. */
+static bool pool_off_target(const struct port_pool *pl)
+{
+	return (pl->ifc->ip_be && pl->n < pl->target) || pl->n > pl->target;
+}
+
+static bool pool_work_left(void)
 {
 	for (unsigned i = 0; i < n_pools; i++)
-		if (pools[i].ifc->ip_be && pools[i].n < pools[i].target)
+		if (pool_off_target(&pools[i]))
 			return true;
 	return false;
 }
 
-/* A port request came: the pool waits for the daemon to be idle again (one timer call per idle period). */
+/*
+ * A port request came: the pool waits for the daemon to be idle again (one timer call per idle period:
+ * a timer armed for an earlier idle point fires, finds the request and moves itself; one armed later, for
+ * a shrink, is brought forward).
+ */
 static void pool_busy(void)
 {
 	pool_last_req_ns = mono_ns();
-	if (!pool_timer_at && pool_low())
+	if ((!pool_timer_at || pool_timer_at > pool_last_req_ns + POOL_IDLE_NS) && pool_work_left())
 		pool_arm(pool_last_req_ns + POOL_IDLE_NS);
+}
+
+/* The demand at which a burst counts as having (nearly) drained a pool of target t: 7/8 of it. */
+static unsigned pool_mark(unsigned t)
+{
+	return t - t / 8u;
+}
+
+/*
+ * A burst took nearly all of pl since it was last full: the next burst should find more. The target
+ * doubles until its mark is above the demand, within pl->cap and within the descriptors the daemon has
+ * left (half of those above VD_PORT_FD_ROOM: held ports and endpoints need the rest). Growing before
+ * the pool is empty gives the refill, which runs in the burst's idle gaps, a head start.
+ */
+static void pool_grow(struct port_pool *pl)
+{
+	unsigned t = pl->target;
+	struct rlimit rl;
+
+	while (t < pl->cap && pool_mark(t) < pl->demand)
+		t = t < pl->cap / 2 ? t * 2 : pl->cap;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		rlim_t used = (rlim_t)n_port_fds + VD_PORT_FD_ROOM;
+		rlim_t room = rl.rlim_cur > used ? (rl.rlim_cur - used) / 2 : 0;
+		if ((rlim_t)t > pl->n + room)
+			t = (unsigned)(pl->n + room);
+	}
+	if (t <= pl->target)
+		return;
+	vd__dbg("port pool %s/%s: target %u -> %u (%u ports asked for since it was full)", pl->ifc->name,
+		pool_name(pl), pl->target, t, pl->demand);
+	pl->target = t;
+	pool_st.grown++;
+	/* The refill waits for an idle daemon (armed by pool_take); the way back down is timed from here. */
+	pool_arm(pl->pressure_ns + pool_shrink_ns);
 }
 
 /* An ephemeral port reserved ahead on ifc's address, or NULL (pool empty or the address changed). */
 static struct vd_port *pool_take(const struct vd_iface *ifc, uint8_t proto, uint32_t ip_be)
 {
 	struct port_pool *pl = pool_of(ifc, proto);
+	struct vd_port *got = NULL;
 
-	while (pl && pl->n) {
+	if (!pl)
+		return NULL;
+	while (pl->n && !got) {
 		struct vd_port *p = pl->p[pl->head];
-		pl->head = (pl->head + 1) % pl->target;
+		pl->head = (pl->head + 1) % pl->cap;
 		pl->n--;
-		if (p->ip_be == ip_be) {
-			pool_st.taken++;
-			return p;
-		}
-		vd__port_free(p); /* bound to an address the interface no longer has */
+		if (p->ip_be == ip_be)
+			got = p;
+		else
+			vd__port_free(p); /* bound to an address the interface no longer has */
 	}
-	return NULL;
+	if (got)
+		pool_st.taken++;
+	else
+		pool_st.missed++;
+	/* The pool is short now: refill it once the daemon is idle (pool_last_req_ns is this request's
+	 * time, taken by pool_busy). */
+	if (!pool_timer_at)
+		pool_arm(pool_last_req_ns + POOL_IDLE_NS);
+	/* A burst that needs nearly the base or more keeps a grown target up; nearly the target grows it. */
+	if (++pl->demand > pool_mark(pl->base))
+		pl->pressure_ns = pool_last_req_ns;
+	if (pl->demand > pool_mark(pl->target) && pl->target < pl->cap)
+		pool_grow(pl);
+	return got;
 }
 
 /* Puts a port in no endpoint, not in the map, into its pool if there is room; false: the caller frees it. */
@@ -506,6 +593,7 @@ static bool pool_put(struct vd_port *p)
 {
 	struct port_pool *pl = p->ifc ? pool_of(p->ifc, p->proto) : NULL;
 
+	/* Bounded by the target, not the ring: after a shrink, ports coming back are freed, not kept. */
 	if (!pl || pl->n >= pl->target || p->in_map || p->ip_be != p->ifc->ip_be)
 		return false;
 	p->next = NULL;
@@ -513,7 +601,9 @@ static bool pool_put(struct vd_port *p)
 	p->ephemeral = true;
 	/* At the tail: a port given back is handed out again only after the whole pool, not at once (a
 	 * peer may still know the last 4-tuple it was in) */
-	pl->p[(pl->head + pl->n++) % pl->target] = p;
+	pl->p[(pl->head + pl->n++) % pl->cap] = p;
+	if (pl->n == pl->target)
+		pl->demand = 0;
 	return true;
 }
 
@@ -526,7 +616,11 @@ static bool pool_recycle(struct vd_port *p)
 	return true;
 }
 
-static void pool_refill(struct vd_evsrc *src, uint32_t events)
+/*
+ * One idle step over the pools, POOL_CHUNK ports in all: a target grown for bursts none of which needed
+ * more than the base for pool_shrink_ns goes back to its base, a surplus is freed, a shortfall reserved.
+ */
+static void pool_step(struct vd_evsrc *src, uint32_t events)
 {
 	uint64_t ticks, now = mono_ns();
 	unsigned done = 0;
@@ -541,30 +635,49 @@ static void pool_refill(struct vd_evsrc *src, uint32_t events)
 	}
 	for (unsigned i = 0; i < n_pools && done < POOL_CHUNK; i++) {
 		struct port_pool *pl = &pools[i];
+
+		if (pl->target > pl->base && now - pl->pressure_ns >= pool_shrink_ns) {
+			vd__dbg("port pool %s/%s: target %u -> %u (no burst above it for %llu s)", pl->ifc->name,
+				pool_name(pl), pl->target, pl->base, (unsigned long long)(pool_shrink_ns / 1000000000u));
+			pl->target = pl->base;
+		}
+		/* The surplus from the tail: the ports put back last (a peer may know their last 4-tuple). */
+		while (pl->n > pl->target && done < POOL_CHUNK) {
+			pl->n--;
+			vd__port_free(pl->p[(pl->head + pl->n) % pl->cap]);
+			pool_st.trimmed++;
+			done++;
+		}
 		/* no address yet: a bind to 0.0.0.0 would reserve the port on every address */
 		while (pl->ifc->ip_be && pl->n < pl->target && done < POOL_CHUNK) {
 			struct vd_port *p;
 			int err = vd__port_reserve(pl->proto, pl->ifc->ip_be, 0, &p);
 			if (err) {
-				vd__dbg("port pool %s/%s: %s", pl->ifc->name, pl->proto == IPPROTO_TCP ? "tcp" : "udp",
-					strerror(-err));
+				vd__dbg("port pool %s/%s: %s", pl->ifc->name, pool_name(pl), strerror(-err));
 				pool_arm(now + POOL_RETRY_NS);
 				return;
 			}
 			p->ifc = pl->ifc;
 			p->ephemeral = true;
-			pl->p[(pl->head + pl->n++) % pl->target] = p;
+			pl->p[(pl->head + pl->n++) % pl->cap] = p;
 			pool_st.reserved++;
 			done++;
 		}
+		if (pl->n == pl->target)
+			pl->demand = 0;
 	}
-	if (pool_low())
+	if (pool_work_left()) {
 		pool_arm(mono_ns() + POOL_STEP_NS);
+		return;
+	}
+	for (unsigned i = 0; i < n_pools; i++)
+		if (pools[i].target > pools[i].base)
+			pool_arm(pools[i].pressure_ns + pool_shrink_ns);
 }
 
 static int pool_init(void)
 {
-	unsigned nif = vd__iface_count(), tcp = POOL_TCP, udp = POOL_UDP;
+	unsigned nif = vd__iface_count(), tcp = POOL_TCP, tcp_max = POOL_TCP_MAX, udp = POOL_UDP;
 	struct rlimit rl;
 
 	/* Every pooled port is a descriptor: the pools take at most a quarter of RLIMIT_NOFILE (which
@@ -575,16 +688,19 @@ static int pool_init(void)
 			tcp = (unsigned)(budget * POOL_TCP / (POOL_TCP + POOL_UDP));
 			udp = (unsigned)budget - tcp;
 		}
+		if (budget < (rlim_t)tcp_max + udp)
+			tcp_max = (unsigned)budget - udp; /* >= tcp: tcp + udp <= budget */
 	}
 	for (unsigned i = 0; i < nif && i < POOL_MAX_IFACES; i++) {
 		for (unsigned k = 0; k < 2; k++) {
 			struct port_pool *pl = &pools[n_pools];
 			pl->ifc = vd__iface_at(i);
 			pl->proto = k ? IPPROTO_UDP : IPPROTO_TCP;
-			pl->target = k ? udp : tcp;
+			pl->target = pl->base = k ? udp : tcp;
+			pl->cap = k ? udp : tcp_max;
 			if (!pl->target)
 				continue;
-			pl->p = calloc(pl->target, sizeof(*pl->p));
+			pl->p = calloc(pl->cap, sizeof(*pl->p));
 			if (!pl->p)
 				return -ENOMEM;
 			n_pools++;
@@ -593,7 +709,7 @@ static int pool_init(void)
 	pool_timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (pool_timer.fd < 0)
 		return -errno;
-	pool_timer.cb = pool_refill;
+	pool_timer.cb = pool_step;
 	int err = vd__loop_add(&pool_timer, EPOLLIN);
 	if (err)
 		return err;
@@ -604,7 +720,7 @@ static int pool_init(void)
 static void pool_fini(void)
 {
 	for (unsigned i = 0; i < n_pools; i++) {
-		for (; pools[i].n; pools[i].n--, pools[i].head = (pools[i].head + 1) % pools[i].target)
+		for (; pools[i].n; pools[i].n--, pools[i].head = (pools[i].head + 1) % pools[i].cap)
 			vd__port_free(pools[i].p[pools[i].head]);
 		free(pools[i].p);
 		pools[i].p = NULL;
@@ -615,12 +731,14 @@ static void pool_fini(void)
 		close(pool_timer.fd);
 		pool_timer.fd = -1;
 	}
-	vd__dbg("port pool: %llu reserved ahead, %llu taken, %llu recycled from holds",
+	vd__dbg("port pool: %llu reserved ahead, %llu taken, %llu recycled from holds, %llu requests found it "
+		"empty, %llu target increases, %llu freed as surplus",
 		(unsigned long long)pool_st.reserved, (unsigned long long)pool_st.taken,
-		(unsigned long long)pool_st.recycled);
+		(unsigned long long)pool_st.recycled, (unsigned long long)pool_st.missed,
+		(unsigned long long)pool_st.grown, (unsigned long long)pool_st.trimmed);
 }
 
-int vd__port_init(uint32_t time_wait_s)
+int vd__port_init(uint32_t time_wait_s, uint32_t pool_idle_s)
 {
 	/*
 	 * Every reserved or held port is a kernel socket of the daemon: the default soft limit of 1024
@@ -643,6 +761,7 @@ int vd__port_init(uint32_t time_wait_s)
 	if (!held)
 		return -ENOMEM;
 	time_wait_ms = time_wait_s > VD_CTL_HOLD_MAX_MS / 1000 ? VD_CTL_HOLD_MAX_MS : time_wait_s * 1000u;
+	pool_shrink_ns = (uint64_t)(pool_idle_s ? pool_idle_s : POOL_SHRINK_S) * 1000000000u;
 	hold_timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (hold_timer.fd < 0)
 		return -errno;

@@ -14,6 +14,7 @@ the library. Every subcommand prints what it saw and exits non-zero when the dae
   stall                           send requests without reading replies (back-pressure), then hold
   ports-hold                      EP_PORTS_ADD a batch, EP_PORTS_DEL it with holds (one port not ours
                                   among them; then a quiet one): each port held on its own
+  ports-burst --count N           N ephemeral TCP ports in back-to-back batches of 64, then freed
 Common: --socket PATH, --uid U --gid G (drop to that identity before connecting).
 """
 import argparse
@@ -507,6 +508,31 @@ def cmd_ports_hold(a):
     return 0 if ok else 1
 
 
+def cmd_ports_burst(a):
+    """A burst of ephemeral TCP ports faster than the daemon's idle refill (batches of 64 back to back, as a
+    connect loop's library asks for them, without the loop's timing), each batch freed without a hold right
+    after it came (an endpoint owns at most VD_CTL_EP_PORTS_MAX at once). Prints {"taken": n, ...}; exits
+    non-zero unless all were given and freed."""
+    s = connect(a.socket)
+    status, p, fds = call(s, EP_OPEN, ep_open_req(mode=MODES["steered"]))
+    assert status == 0, status
+    for f in fds:
+        os.close(f)
+    ep, tcp = parse_ep_rep(p)["ep_id"], 6
+    taken, seq, status, freed = 0, 8, 0, 0
+    while taken < a.count and status == 0 and freed == 0:
+        status, p, _ = call(s, EP_PORTS_ADD, ports_req(ep, tcp, min(PORTS_MAX, a.count - taken)), seq=seq)
+        if status == 0:
+            n = struct.unpack_from("<H", p, 0)[0]
+            freed, _, _ = call(s, EP_PORTS_DEL, ports_req(ep, tcp, n, struct.unpack_from(">%dH" % n, p, 4)),
+                               seq=seq + 1)
+            taken += n
+        seq += 2
+    print(json.dumps({"taken": taken, "add_status": status, "freed_status": freed}), flush=True)
+    s.close()
+    return 0 if taken == a.count and freed == 0 else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--socket", required=True)
@@ -538,10 +564,13 @@ def main():
     sub.add_parser("stall")
     ph = sub.add_parser("ports-hold")
     ph.add_argument("--hold-ms", type=int, default=60000)
+    pb = sub.add_parser("ports-burst")
+    pb.add_argument("--count", type=int, required=True)
     a = ap.parse_args()
     drop_privs(a)
     return {"open": cmd_open, "hostile": cmd_hostile, "steer-rx": cmd_steer_rx, "stat": cmd_stat,
-            "neigh": cmd_neigh, "reserve": cmd_reserve, "stall": cmd_stall, "ports-hold": cmd_ports_hold}[a.cmd](a)
+            "neigh": cmd_neigh, "reserve": cmd_reserve, "stall": cmd_stall, "ports-hold": cmd_ports_hold,
+            "ports-burst": cmd_ports_burst}[a.cmd](a)
 
 
 if __name__ == "__main__":

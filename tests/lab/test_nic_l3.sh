@@ -15,7 +15,11 @@
 #   - batched reservation (EP_PORTS_ADD): one ephemeral port asked for reserves a batch (4), the next
 #     comes from it; a del with a hold (sent without waiting, EP_PORTS_DEL quiet) is in place at once;
 #     a clean exit frees the unused ports at once, kill -9 leaves them held with the used ones (TIME-WAIT)
-#     and frees unused UDP ones.
+#     and frees unused UDP ones;
+#   - viaductd's pool of TCP ports reserved ahead adapts (its daemons run with --pool-idle-s 2): a burst
+#     of 2500 ephemeral ports asked for faster than the idle refill (daemon_probe.py ports-burst) grows
+#     its target above 1024 and the pool fills to it; after the quiet period the target is 1024 again and
+#     the surplus is closed (descriptors drop by as much).
 # usage: tests/lab/test_nic_l3.sh [BUILD_DIR]
 set -uo pipefail
 BUILD=$(cd "${1:-build}" && pwd) || exit 1
@@ -35,10 +39,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$V" lab down --name "$LAB" >/dev/null 2>&1
-"$V" lab up --name "$LAB" --group nogroup >/dev/null || { echo "FAIL lab up"; exit 1; }
+# The lab's viaductd (VIADUCTD, else the build's) with the pool's quiet period cut to 2 s (see the end).
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
+printf '#!/bin/sh\nexec %q --pool-idle-s 2 "$@"\n' "${VIADUCTD:-$BUILD/bin/viaductd}" >"$tmp/viaductd"
+chmod 755 "$tmp/viaductd"
+"$V" lab down --name "$LAB" >/dev/null 2>&1
+VIADUCTD=$tmp/viaductd "$V" lab up --name "$LAB" --group nogroup >/dev/null || { echo "FAIL lab up"; exit 1; }
 H0=10.99.0.1 H1=10.99.0.2
 in_host() { local h=$1; shift; "$V" lab exec --name "$LAB" "$h" -- "$@"; }
 as_nobody() { local h=$1; shift; in_host "$h" setpriv --reuid 65534 --regid 65534 --init-groups "$@"; }
@@ -343,5 +350,51 @@ sleep 0.3
 [[ $cp =~ ^[0-9]+$ ]] && is_held 0 "$cp" && [ "$(kbind tcp "$cp")" = "errno 98" ] &&
 	ok "peer closed first: at exit the client's port $cp is held for the peer's TIME-WAIT" ||
 	ko "peer-first port held after exit: '$cp'"
+
+# The pool adapts (port.c "How big"): 2500 ephemeral ports asked for back to back grow the TCP target above
+# 1024 and the idle refill fills to it; 2 s (--pool-idle-s) after the burst the target is back to 1024 and
+# the surplus closed. The burst is the control protocol's, not a connect loop's: a loop slowed down by a
+# busy host (or its server closing first, which gives ports back without TIME-WAIT) can leave the refill
+# time to keep up, and then nothing needs a larger pool. pool.py: h1's spares from viaduct stat --json: "POOL TARGET
+# POOL_UDP HELD_TCP HELD_UDP SPARE_EPS RING_JOBS SPARE_UMEMS".
+cat >"$tmp/pool.py" <<'PY'
+import json,sys
+i=json.load(sys.stdin)["interfaces"][0]
+print(*(i[k] for k in ("pool_tcp","pool_tcp_target","pool_udp","held_tcp","held_udp","spare_eps","ring_jobs","spare_umems")))
+PY
+spares() { in_host h1 "$V" stat --json | python3 "$tmp/pool.py"; }
+# settled COND SECONDS: a stable sample (the same spares before and after the descriptor count, no ring
+# job) where `(( COND ))` holds for p (pooled) and t (target), within SECONDS; sets S and F.
+settled() {
+	local a b end=$((SECONDS + $2)) p t rj
+	while [ "$SECONDS" -lt "$end" ]; do
+		a=$(spares); F=$(nfd); b=$(spares)
+		read -r p t _ _ _ _ rj _ <<<"$a"
+		if [ -n "$a" ] && [ "$a" = "$b" ] && [ "$rj" = 0 ] && (( $1 )); then S=$a; return 0; fi
+		sleep 0.05
+	done
+	S=$a
+	return 1
+}
+fds_of() { local p u ht hu; read -r p _ u ht hu _ <<<"$1"; echo $((p + u + ht + hu)); }
+r=$(spares)
+[ "$(cut -d' ' -f2 <<<"$r")" = 1024 ] && ok "pool: TCP target 1024 before the burst ($r)" || ko "pool target before the burst: $r"
+burst=$(timeout 60 python3 "$(dirname "$0")/daemon_probe.py" --socket "/run/viaduct/lab/$LAB-h1/viaductd.sock" ports-burst \
+	--count 2500 2>&1)
+[[ $burst == *'"taken": 2500,'* ]] && ok "pool: a burst of 2500 ephemeral ports ($burst)" || ko "pool burst: $burst"
+if settled 't > 1024 && p == t' 2; then
+	S1=$S F1=$F
+	ok "pool: the burst grew the TCP target and the pool filled to it ($S1; $F1 descriptors)"
+	if settled 't == 1024 && p == 1024' 10; then
+		d=$((F1 - F)) dp=$(( $(fds_of "$S1") - $(fds_of "$S") )) surplus=$(( $(cut -d' ' -f1 <<<"$S1") - 1024 ))
+		[ "$d" -eq "$dp" ] && [ "$d" -ge "$surplus" ] && [ "$surplus" -gt 0 ] &&
+			ok "pool: back to 1024 after the quiet period, surplus closed (descriptors $F1 -> $F, pooled+held -$dp)" ||
+			ko "pool shrink: descriptors $F1 -> $F ($d) but pooled+held -$dp, surplus $surplus ($S1 -> $S)"
+	else
+		ko "pool: target not back to 1024 with --pool-idle-s 2 ($S)"
+	fi
+else
+	ko "pool: target did not grow, or the pool never filled to it ($S)"
+fi
 
 finish
