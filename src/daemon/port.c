@@ -577,9 +577,9 @@ static struct vd_port *pool_take(const struct vd_iface *ifc, uint8_t proto, uint
 	else
 		pool_st.missed++;
 	/* The pool is short now: refill it once the daemon is idle (pool_last_req_ns is this request's
-	 * time, taken by pool_busy). */
-	if (!pool_timer_at)
-		pool_arm(pool_last_req_ns + POOL_IDLE_NS);
+	 * time, taken by pool_busy). pool_arm keeps a timer due earlier, and brings one due later (a grown
+	 * pool's shrink, armed while it was full, which pool_busy left alone) forward. */
+	pool_arm(pool_last_req_ns + POOL_IDLE_NS);
 	/* A burst that needs nearly the base or more keeps a grown target up; nearly the target grows it. */
 	if (++pl->demand > pool_mark(pl->base))
 		pl->pressure_ns = pool_last_req_ns;

@@ -14,7 +14,8 @@ the library. Every subcommand prints what it saw and exits non-zero when the dae
   stall                           send requests without reading replies (back-pressure), then hold
   ports-hold                      EP_PORTS_ADD a batch, EP_PORTS_DEL it with holds (one port not ours
                                   among them; then a quiet one): each port held on its own
-  ports-burst --count N           N ephemeral TCP ports in back-to-back batches of 64, then freed
+  ports-burst --count N [--keep]  N ephemeral TCP ports in back-to-back batches of 64, each then freed
+                                  (--keep: not the last one)
 Common: --socket PATH, --uid U --gid G (drop to that identity before connecting).
 """
 import argparse
@@ -524,8 +525,9 @@ def cmd_ports_burst(a):
         status, p, _ = call(s, EP_PORTS_ADD, ports_req(ep, tcp, min(PORTS_MAX, a.count - taken)), seq=seq)
         if status == 0:
             n = struct.unpack_from("<H", p, 0)[0]
-            freed, _, _ = call(s, EP_PORTS_DEL, ports_req(ep, tcp, n, struct.unpack_from(">%dH" % n, p, 4)),
-                               seq=seq + 1)
+            if not (a.keep and taken + n >= a.count):
+                freed, _, _ = call(s, EP_PORTS_DEL, ports_req(ep, tcp, n, struct.unpack_from(">%dH" % n, p, 4)),
+                                   seq=seq + 1)
             taken += n
         seq += 2
     print(json.dumps({"taken": taken, "add_status": status, "freed_status": freed}), flush=True)
@@ -566,6 +568,8 @@ def main():
     ph.add_argument("--hold-ms", type=int, default=60000)
     pb = sub.add_parser("ports-burst")
     pb.add_argument("--count", type=int, required=True)
+    pb.add_argument("--keep", action="store_true", help="the last batch is not freed: the endpoint keeps it "
+                    "until the probe exits (then held, as after a kill): no port request follows the last take")
     a = ap.parse_args()
     drop_privs(a)
     return {"open": cmd_open, "hostile": cmd_hostile, "steer-rx": cmd_steer_rx, "stat": cmd_stat,
