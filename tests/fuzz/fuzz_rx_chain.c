@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "lib/nic/rx_chain.h"
+#include "fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -22,26 +23,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define SLOTS 16u
 #define NBOUNCE 3u
 
-static void check(int cond)
-{
-	if (!cond)
-		abort();
-}
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint64_t take_n(struct input *in, size_t bytes)
-{
-	uint64_t v = 0;
-	size_t k = in->n < bytes ? in->n : bytes;
-	memcpy(&v, in->p, k);
-	in->p += k;
-	in->n -= k;
-	return v;
-}
 
 struct fake_ring {
 	uint32_t producer, consumer, flags;
@@ -51,8 +32,8 @@ struct fake_ring {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct input in = { data, size };
-	uint32_t max_frags = 1 + (uint32_t)take_n(&in, 1) % 5;
+	struct fuzz_input in = { data, size };
+	uint32_t max_frags = 1 + (uint32_t)fuzz_take(&in, 1) % 5;
 	static const struct xdp_ring_offset off = {
 		.producer = offsetof(struct fake_ring, producer),
 		.consumer = offsetof(struct fake_ring, consumer),
@@ -61,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	};
 	struct fake_ring ring;
 	memset(&ring, 0, sizeof(ring));
-	ring.producer = ring.consumer = (uint32_t)take_n(&in, 4);
+	ring.producer = ring.consumer = (uint32_t)fuzz_take(&in, 4);
 	struct vd__xsk_ring rx;
 	vd__xsk_ring_init(&rx, &ring, &off, SLOTS);
 
@@ -85,20 +66,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&st, 0, sizeof(st));
 
 	for (int op = 0; op < 256 && in.n; op++) {
-		uint8_t kind = (uint8_t)take_n(&in, 1);
+		uint8_t kind = (uint8_t)fuzz_take(&in, 1);
 		if (kind < 128) { /* the kernel publishes 1..4 descriptors, if the ring has room */
 			uint32_t k = 1 + (kind & 3);
 			if (ring.producer - ring.consumer + k > SLOTS)
 				continue;
 			for (uint32_t i = 0; i < k; i++) {
 				struct xdp_desc *d = &ring.desc[(ring.producer + i) & (SLOTS - 1)];
-				uint8_t m = (uint8_t)take_n(&in, 1);
+				uint8_t m = (uint8_t)fuzz_take(&in, 1);
 				if (m & 0x80) /* raw 64-bit address */
-					d->addr = take_n(&in, 8);
+					d->addr = fuzz_take(&in, 8);
 				else /* a chunk (some beyond the RX or the UMEM's) and an offset near its end */
-					d->addr = (uint64_t)(m % (UMEM_CHUNKS + 2)) * FS + take_n(&in, 2) % (FS + 16);
-				d->len = (uint32_t)take_n(&in, 2) | ((m & 0x40) ? (uint32_t)take_n(&in, 2) << 16 : 0);
-				d->options = (uint32_t)take_n(&in, 1) & 3;
+					d->addr = (uint64_t)(m % (UMEM_CHUNKS + 2)) * FS + fuzz_take(&in, 2) % (FS + 16);
+				d->len = (uint32_t)fuzz_take(&in, 2) | ((m & 0x40) ? (uint32_t)fuzz_take(&in, 2) << 16 : 0);
+				d->options = (uint32_t)fuzz_take(&in, 1) & 3;
 			}
 			ring.producer += k;
 		} else if (kind < 224) { /* a burst, as xdp_rx_xsk */
@@ -112,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						break;
 					}
 					if (b != VD__RX_NO_FRAME) {
-						check(b < NBOUNCE && len <= bsize && held_n < NBOUNCE);
+						fuzz_check(b < NBOUNCE && len <= bsize && held_n < NBOUNCE);
 						const uint8_t *p = vd__rx_bounce_buf(&c, b);
 						/* ASan: the frame lies inside the buffer */
 						volatile uint8_t sink = len ? p[len - 1] : 0;
@@ -128,21 +109,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				}
 				volatile uint8_t sink = d->len ? umem[d->addr + d->len - 1] : 0;
 				(void)sink;
-				check(vd__rx_recycle(&v, d->addr) || stash_n == RXF);
+				fuzz_check(vd__rx_recycle(&v, d->addr) || stash_n == RXF);
 			}
-			check((int32_t)(rx.cached_prod - rx.cached_cons) >= 0);
+			fuzz_check((int32_t)(rx.cached_prod - rx.cached_cons) >= 0);
 			vd__xsk_cons_release(&rx);
-			check((int32_t)(ring.producer - ring.consumer) >= 0);
+			fuzz_check((int32_t)(ring.producer - ring.consumer) >= 0);
 		} else if (held_n) { /* the caller releases a frame */
 			uint32_t k = kind % held_n;
 			vd__rx_bounce_put(&c, held[k]);
 			held[k] = held[--held_n];
 		}
 		if (stash_n > RXF / 2) /* the fill ring takes some */
-			stash_n = (uint32_t)take_n(&in, 1) % (stash_n + 1);
-		check(stash_n <= RXF && c.bounce_free_n + held_n == NBOUNCE);
+			stash_n = (uint32_t)fuzz_take(&in, 1) % (stash_n + 1);
+		fuzz_check(stash_n <= RXF && c.bounce_free_n + held_n == NBOUNCE);
 		for (uint32_t i = 0; i < stash_n; i++)
-			check(stash[i] % FS == 0 && stash[i] < (uint64_t)RXF * FS);
+			fuzz_check(stash[i] % FS == 0 && stash[i] < (uint64_t)RXF * FS);
 	}
 	free(umem);
 	free(bounce);

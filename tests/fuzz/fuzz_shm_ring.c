@@ -13,42 +13,15 @@
 #include <string.h>
 
 #include "lib/nic/shm_ring.h"
+#include "fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check(int cond)
-{
-	if (!cond)
-		abort();
-}
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint32_t take_u32(struct input *in)
-{
-	uint32_t v = 0;
-	size_t k = in->n < 4 ? in->n : 4;
-	memcpy(&v, in->p, k);
-	in->p += k;
-	in->n -= k;
-	return v;
-}
-
-static uint8_t take_u8(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct input in = { data, size };
-	uint8_t g = take_u8(&in);
+	struct fuzz_input in = { data, size };
+	uint8_t g = (uint8_t)fuzz_take(&in, 1);
 	uint32_t nslots = 2u << (g & 3);                    /* 2..16 */
 	uint32_t slot_bytes = VD__SHM_CL * (1 + (g >> 4 & 3)); /* 64..256 */
 	size_t bytes = vd__shm_ring_bytes(nslots, slot_bytes);
@@ -69,16 +42,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unsigned sum = 0;
 
 	for (int step = 0; step < 256 && in.n; step++) {
-		uint8_t op = take_u8(&in);
+		uint8_t op = (uint8_t)fuzz_take(&in, 1);
 		switch (op % 8) {
 		case 0: /* the peer writes prod */
-			ctl->prod = take_u32(&in);
+			ctl->prod = (uint32_t)fuzz_take(&in, 4);
 			break;
 		case 1: /* the peer writes cons */
-			ctl->cons = take_u32(&in);
+			ctl->cons = (uint32_t)fuzz_take(&in, 4);
 			break;
 		case 2: { /* the peer writes a slot length */
-			uint32_t idx = take_u32(&in), len = take_u32(&in);
+			uint32_t idx = (uint32_t)fuzz_take(&in, 4), len = (uint32_t)fuzz_take(&in, 4);
 			memcpy(vd__shm_slot(&c, idx), &len, 4);
 			break;
 		}
@@ -91,14 +64,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				have_c = 0; /* a real user abandons the ring here */
 				break;
 			}
-			check((uint32_t)avail <= nslots);
+			fuzz_check((uint32_t)avail <= nslots);
 			for (int i = 0; i < avail && i < op / 8; i++) {
 				uint32_t idx, len;
 				uint8_t *d;
 				if (vd__shm_cons_take(&c, &idx, &d, &len) != 0)
 					continue; /* bad length or pad: no frame */
-				check(len <= c.cap);
-				check(d >= mem && d + len <= mem + bytes);
+				fuzz_check(len <= c.cap);
+				fuzz_check(d >= mem && d + len <= mem + bytes);
 				for (uint32_t j = 0; j < len; j++)
 					sum += d[j];
 			}
@@ -116,12 +89,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				have_p = 0;
 				break;
 			}
-			check((uint32_t)room <= nslots);
+			fuzz_check((uint32_t)room <= nslots);
 			if (room == 0)
 				break;
 			uint32_t idx = vd__shm_prod_reserve(&p);
 			uint8_t *d = vd__shm_prod_data(&p, idx);
-			check(d >= mem && d + p.cap <= mem + bytes);
+			fuzz_check(d >= mem && d + p.cap <= mem + bytes);
 			memset(d, op, p.cap);
 			vd__shm_prod_fill(&p, idx, op & 8 ? VD__SHM_PAD : p.cap);
 			vd__shm_prod_publish(&p);
