@@ -12,31 +12,15 @@
 
 #include "harness.h"
 #include "lib/nic/rx_chain.h"
+#include "fake_xsk_ring.h"
 
 #define FS 4096u       /* chunk size */
 #define HEAD 256u      /* copy-mode headroom: data starts here in each chunk */
 #define RXF 16u        /* RX chunks; chunks RXF.. are TX chunks */
 #define UMEM_CHUNKS 20u
-#define SLOTS 32u      /* RX ring size */
+#define SLOTS 32u      /* RX ring size (<= FAKE_RING_MAX_SLOTS) */
 #define MAXF 3u        /* max_frags */
 #define NBOUNCE 2u
-
-struct fake_ring {
-	uint32_t producer;
-	uint32_t pad0[15];
-	uint32_t consumer;
-	uint32_t pad1[15];
-	uint32_t flags;
-	uint32_t pad2[15];
-	struct xdp_desc desc[SLOTS];
-};
-
-static const struct xdp_ring_offset fake_off = {
-	.producer = offsetof(struct fake_ring, producer),
-	.consumer = offsetof(struct fake_ring, consumer),
-	.flags = offsetof(struct fake_ring, flags),
-	.desc = offsetof(struct fake_ring, desc),
-};
 
 /* Everything one test works on: static (the UMEM and bounce buffers are large for a stack). */
 static struct env {

@@ -9,25 +9,9 @@
 
 #include "harness.h"
 #include "lib/nic/xsk_ring.h"
+#include "fake_xsk_ring.h"
 
-#define FAKE_SLOTS 8
-
-struct fake_ring {
-	uint32_t producer;
-	uint32_t pad0[15]; /* separate cache lines, as in the kernel */
-	uint32_t consumer;
-	uint32_t pad1[15];
-	uint32_t flags;
-	uint32_t pad2[15];
-	struct xdp_desc desc[FAKE_SLOTS];
-};
-
-static const struct xdp_ring_offset fake_off = {
-	.producer = offsetof(struct fake_ring, producer),
-	.consumer = offsetof(struct fake_ring, consumer),
-	.flags = offsetof(struct fake_ring, flags),
-	.desc = offsetof(struct fake_ring, desc),
-};
+#define FAKE_SLOTS 8 /* the ring size these tests use (<= FAKE_RING_MAX_SLOTS) */
 
 /* A fresh ring whose free-running indices both start at `start` (to test u32 wraparound). */
 static void fake_init(struct fake_ring *f, struct vd__xsk_ring *r, uint32_t start)
