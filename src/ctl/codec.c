@@ -98,7 +98,7 @@ static int check_ep_open_rep(const struct vd_ctl_ep_open_rep *r, uint32_t nfds)
 		return -EBADMSG;
 	if (r->mtu < 68 || r->mtu > 65535 || r->prefix_len > 32)
 		return -EBADMSG;
-	if (nfds != VD_CTL_MAX_FDS)
+	if (r->tap_tx_max > VD_CTL_TAP_TX_MAX || nfds != 4u + (r->tap_tx_max != 0))
 		return -EBADMSG;
 	if (r->tx_meta_len % 8 || r->tx_meta_len > 256 || (r->tx_offloads & ~VD_CTL_TXO_CSUM) ||
 	    (r->tx_offloads && !r->tx_meta_len))

@@ -29,7 +29,7 @@
 #define VD_CTL_MAGIC 0x54434456u /* "VDCT" in little-endian memory order */
 #define VD_CTL_VERSION 1
 #define VD_CTL_MAX_MSG 65536u
-#define VD_CTL_MAX_FDS 4
+#define VD_CTL_MAX_FDS 5
 #define VD_CTL_IFNAMSIZ 16
 #define VD_CTL_REASON_MAX 128
 
@@ -81,7 +81,13 @@ struct vd_ctl_ep_open_req {
 /*
  * Reply to EP_OPEN. fds, in this order: [0] UMEM memfd, [1] XSK, [2] steering ring (BPF ringbuf map fd,
  * mmap-only: the consumer page read-write at offset 0, producer page and data read-only after it),
- * [3] stats memfd (one page: struct vd_ctl_ep_shared, written by the library, read by the daemon).
+ * [3] stats memfd (one page: struct vd_ctl_ep_shared, written by the library, read by the daemon),
+ * and, when tap_tx_max != 0, [4] the TX tap: a queue of a tap device that belongs to this endpoint alone
+ * (O_NONBLOCK), whose XDP program redirects every frame written to it to the interface (the driver's
+ * ndo_xdp_xmit). One write() sends one frame of at most tap_tx_max bytes from its Ethernet header, with
+ * its checksums complete; the copy is made before write() returns (no completion to wait for). Where
+ * write() fails the tap is gone (the daemon removed it: the interface can no longer take redirected
+ * frames) and the XSK is the way out.
  *
  * UMEM layout: umem_frames frames of frame_size bytes. Frames [0, rx_frames) are for the fill ring (direct
  * mode; steered endpoints get rx_frames = 0), frames [rx_frames, umem_frames) for TX. The XSK is bound to
@@ -116,7 +122,12 @@ struct vd_ctl_ep_open_rep {
 	uint32_t stats_bytes;         /* size of the stats memfd */
 	uint32_t tx_meta_len;         /* AF_XDP TX metadata bytes before each TX packet (0: none) */
 	uint32_t tx_offloads;         /* VD_CTL_TXO_*: what that metadata can ask of the device */
+	uint32_t tap_tx_max;          /* largest frame for the TX tap, fd [4]; 0: no TX tap (4 fds) */
 };
+/* A TX tap takes frames that fit a page with the room tun's XDP path wants (tun_can_build_skb:
+ * XDP_PACKET_HEADROOM, NET_SKB_PAD, skb_shared_info); larger ones would take its skb path, slower than
+ * the XSK's. 2048 covers a full MTU-1500 frame. */
+#define VD_CTL_TAP_TX_MAX 2048u
 #define VD_CTL_MAX_FRAGS 16u /* = VD_BPF_MAX_FRAGS */
 /* The device completes the UDP checksum (struct xsk_tx_metadata, XDP_TXMD_FLAGS_CHECKSUM). */
 #define VD_CTL_TXO_CSUM 1u
@@ -135,6 +146,8 @@ struct vd_ctl_ep_shared {
 	 * frames sent with attached pieces and the pieces. */
 	uint64_t tx_lent, tx_lend_refused;
 	uint64_t tx_att_frames, tx_att_pieces;
+	/* Frames sent through the TX tap (counted in tx_frames too). */
+	uint64_t tx_tap;
 };
 
 struct vd_ctl_ep_close_req {

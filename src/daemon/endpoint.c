@@ -541,7 +541,7 @@ void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_re
 	rep.tx_meta_len = ep->tx_meta_len;
 	rep.tx_offloads = ep->tx_meta_len ? VD_CTL_TXO_CSUM : 0;
 	int fds[VD_CTL_MAX_FDS] = { ep->umem_fd, ep->xsk_fd, ep->ring_fd, ep->stats_fd };
-	err = vd__conn_reply(c, VD_CTL_EP_OPEN, seq, 0, &rep, sizeof(rep), fds, VD_CTL_MAX_FDS, NULL);
+	err = vd__conn_reply(c, VD_CTL_EP_OPEN, seq, 0, &rep, sizeof(rep), fds, 4, NULL);
 	if (err) {
 		/* Could not queue the reply: the endpoint is useless to the client; undo it. */
 		*vd__conn_eps(c) = ep->next;

@@ -349,7 +349,7 @@ def cmd_steer_rx(a):
 
 
 STAT_IF = struct.Struct("<16sI4sIIII7Q")  # ... too_big, held
-STAT_EP = struct.Struct("<III16s4s2sBxI8x7Q13QII")  # lib: 6 counters, sock_tcp/udp/fallback, 4 lent-TX; n_ports
+STAT_EP = struct.Struct("<III16s4s2sBxI8x7Q14QII")  # lib: 6 counters, sock_tcp/udp/fallback, 4 lent-TX, tx_tap; n_ports
 STAT_PORT = struct.Struct("<II2sBBI")
 STAT_SPARES = struct.Struct("<IIIIQIIIIII")  # vd_ctl_stat_spares, one per interface after the ports
 
@@ -376,7 +376,7 @@ def stat(path):
                                rx_redirected=v[8], rx_steered=v[9], rx_bytes=v[10], rx_dropped=v[11],
                                xsk_rx_dropped=v[12], xsk_rx_ring_full=v[13], xsk_tx_invalid=v[14],
                                lib_tx_frames=v[15], tx_lent=v[24], tx_lend_refused=v[25], tx_att_frames=v[26],
-                               tx_att_pieces=v[27], n_ports=v[28]))
+                               tx_att_pieces=v[27], tx_tap=v[28], n_ports=v[29]))
     out["ports"] = []
     for _ in range(n_ports):
         v = STAT_PORT.unpack_from(p, off)

@@ -100,7 +100,7 @@ TEST(replies)
 	CHECK_EQ(vd__ctl_check(&m, n, 1), -EBADMSG);
 
 	n = mk(&m, VD_CTL_EP_OPEN | VD_CTL_REPLY, sizeof(m.u.open_rep));
-	m.h.nfds = VD_CTL_MAX_FDS;
+	m.h.nfds = 4;
 	struct vd_ctl_ep_open_rep *r = &m.u.open_rep;
 	strcpy(r->ifname, "eth0");
 	r->rx_mode = VD_CTL_RX_DIRECT;
@@ -111,6 +111,15 @@ TEST(replies)
 	r->mtu = 1500;
 	r->prefix_len = 24;
 	CHECK_EQ(vd__ctl_check(&m, n, 1), 0);
+	r->tap_tx_max = 1514;                                  /* a TX tap: a fifth descriptor */
+	CHECK_EQ(vd__ctl_check(&m, n, 1), -EBADMSG);
+	m.h.nfds = 5;
+	CHECK_EQ(vd__ctl_check(&m, n, 1), 0);
+	r->tap_tx_max = VD_CTL_TAP_TX_MAX + 1;                 /* frames tun's XDP path cannot take */
+	CHECK_EQ(vd__ctl_check(&m, n, 1), -EBADMSG);
+	r->tap_tx_max = 0;                                     /* no tap, yet five descriptors */
+	CHECK_EQ(vd__ctl_check(&m, n, 1), -EBADMSG);
+	m.h.nfds = 4;
 	r->max_frags = 3;                                      /* multi-buffer: 3-chunk TX buffers */
 	r->tx_frags = 3;
 	r->umem_frames = 2048 + 3 * 682;
@@ -158,13 +167,14 @@ TEST(stat_reply_bounds)
 TEST(stat_ep_layout)
 {
 	CHECK_EQ(offsetof(struct vd_ctl_stat_ep, lib), 104);
-	CHECK_EQ(sizeof(struct vd_ctl_ep_shared), 13 * sizeof(uint64_t));
+	CHECK_EQ(sizeof(struct vd_ctl_ep_shared), 14 * sizeof(uint64_t));
 	CHECK_EQ(offsetof(struct vd_ctl_ep_shared, tx_lent), 9 * sizeof(uint64_t));
 	CHECK_EQ(offsetof(struct vd_ctl_ep_shared, tx_att_pieces), 12 * sizeof(uint64_t));
-	CHECK_EQ(offsetof(struct vd_ctl_stat_ep, n_ports), 104 + 13 * sizeof(uint64_t));
-	CHECK_EQ(sizeof(struct vd_ctl_stat_ep), 216);
-	/* the layout before the lent-TX counters (32 bytes shorter) no longer passes */
-	char buf[sizeof(struct vd_ctl_hdr) + sizeof(struct vd_ctl_stat_rep) + 216 - 32] = { 0 };
+	CHECK_EQ(offsetof(struct vd_ctl_ep_shared, tx_tap), 13 * sizeof(uint64_t));
+	CHECK_EQ(offsetof(struct vd_ctl_stat_ep, n_ports), 104 + 14 * sizeof(uint64_t));
+	CHECK_EQ(sizeof(struct vd_ctl_stat_ep), 224);
+	/* the layout before the TX tap counter (8 bytes shorter) no longer passes */
+	char buf[sizeof(struct vd_ctl_hdr) + sizeof(struct vd_ctl_stat_rep) + 224 - 8] = { 0 };
 	struct vd_ctl_hdr h;
 	struct vd_ctl_stat_rep s = { .n_eps = 1 };
 	vd__ctl_hdr_init(&h, VD_CTL_STAT | VD_CTL_REPLY, 1, 0, sizeof(buf) - sizeof(h), 0);
