@@ -10,6 +10,7 @@
  *   port.c     UDP/TCP port ownership, reserved in the kernel by a bound kernel socket
  *   neigh.c    VD_CTL_NEIGH: next hop and its MAC, resolved without blocking the loop
  *   stat.c     VD_CTL_STAT
+ *   taptx.c    TX taps: making and deleting them, whether an interface takes redirected frames
  */
 #ifndef VD_DAEMON_H
 #define VD_DAEMON_H
@@ -68,6 +69,8 @@ struct vd_iface {
 	int link_fd;                /* XDP bpf_link: the kernel detaches when it closes, also if viaductd dies */
 	int ports_fd, xsks_fd, rings_fd, ep_stats_fd, glob_stats_fd;
 	struct vd_ep *queue_owner[VD_BPF_MAX_QUEUES];
+	int tap_prog_fd, tap_devs_fd; /* vd_tap_tx and vd_tap_devs of skel (TX taps, taptx.c) */
+	bool tap_xmit;              /* takes frames redirected to it (xdp_features NDO_XMIT), last checked */
 };
 
 int vd__iface_add(const char *name, enum vd_xdp_mode mode);
@@ -126,6 +129,9 @@ struct vd_ep {
 	bool has_ntuple;            /* an ethtool ntuple rule at ntuple_loc steers the flow to our queue */
 	uint32_t ntuple_loc;
 	bool in_ports_map, in_xsks_map, in_rings_map;
+	int tap_fd;                 /* TX tap: the daemon's queue of it (-1: none) */
+	uint32_t tap_ifindex;       /* its device, key of its vd_tap_devs entry (0: none) */
+	char tap_name[VD_CTL_IFNAMSIZ];
 };
 void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_req *req);
 void vd__ep_close_req(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_close_req *req);
@@ -134,6 +140,8 @@ void vd__ep_reclaim_conn(struct vd_conn *c);
 /* ntuple.c: an ethtool ntuple rule steering UDP to ip:port to a queue; -EOPNOTSUPP where the device has none. */
 int vd__ntuple_add(const char *ifname, uint32_t ip_be, uint16_t port_be, uint32_t queue, uint32_t *loc);
 void vd__ntuple_del(const char *ifname, uint32_t loc);
+/* Ends the TX taps of ifc's endpoints (the interface no longer takes redirected frames). */
+void vd__ep_taps_end(struct vd_iface *ifc);
 /* Iterates the live endpoints (for STAT): NULL past the end. */
 struct vd_ep *vd__ep_at(unsigned id);
 /* The steering ring size of an endpoint on ifc that asked for `asked` bytes (0: the default). */
@@ -167,8 +175,38 @@ bool vd__ringpool_reserved(uint32_t id);
 /* An endpoint leaves id with its ring still in ifc's vd_rings (nothing steered to it any more): the pool
  * replaces or removes it off the loop and keeps the id until then. false: do it yourself, now. */
 bool vd__ringpool_release(struct vd_iface *ifc, uint32_t id);
+/* A spare TX tap of ifc (its vd_tap_devs entry in place): everything in *out becomes the caller's.
+ * -ENOENT: none ready. */
+struct vd_tap;
+int vd__ringpool_take_tap(const struct vd_iface *ifc, struct vd_tap *out);
+/* A TX tap whose vd_tap_devs entry is gone: the worker deletes the device and closes keep_fd. */
+void vd__ringpool_tap_del(uint32_t ifindex, int keep_fd);
+/* Something changed that may make spares wanted (an interface takes redirected frames again). */
+void vd__ringpool_kick(void);
 /* STAT: ifc's spare ids, ring jobs under way and spare UMEM into out (other fields untouched). */
 void vd__ringpool_stat(const struct vd_iface *ifc, struct vd_ctl_stat_spares *out);
+
+/* ---- taptx.c: TX taps ---------------------------------------------------------------------------- */
+struct vd_tap {
+	int keep_fd;                /* the daemon's queue: holds the device */
+	int app_fd;                 /* the application's queue (fd [4] of EP_OPEN) */
+	uint32_t ifindex;
+	char name[VD_CTL_IFNAMSIZ];
+};
+/* enabled: --no-tap-tx not given. Taps stay off (logged once) without /dev/net/tun or the netdev genl
+ * family. Checks every interface now and then every second. After vd__iface_add, before the ring pool. */
+int vd__taptx_init(bool enabled);
+void vd__taptx_fini(void);
+bool vd__taptx_on(void);
+/* Spares are wanted for ifc: taps on and ifc takes redirected frames (as last checked). */
+bool vd__taptx_wanted(const struct vd_iface *ifc);
+/* Asks the kernel now whether ifc takes redirected frames; on a change ends its taps or asks for spares. */
+bool vd__taptx_check(struct vd_iface *ifc);
+/* Thread-safe (the ring pool's worker): a tap "vdtx%d" with two queues, up, vd_tap_tx (prog_fd) attached in
+ * driver mode, vd_tap_devs (devs_fd) entry tap -> out_ifindex. 0 or -errno (nothing left behind). */
+int vd__tap_make(int prog_fd, int devs_fd, uint32_t out_ifindex, struct vd_tap *t);
+/* Thread-safe: RTM_DELLINK of the tap, then closes keep_fd (if >= 0). 0 or -errno. */
+int vd__tap_delete(uint32_t ifindex, int keep_fd);
 
 /* ---- port.c ------------------------------------------------------------------------------------ */
 struct vd_port {

@@ -9,7 +9,9 @@
  *     rule), with RX ring only in direct mode, and, in direct mode, its slot vd_xsks[queue];
  *   - a steering ring (BPF ringbuf of the size asked for) in vd_rings[ep_id]: every endpoint has one,
  *     because even a direct endpoint receives frames that arrive on other queues through it;
- *   - a one-page stats memfd the library writes its counters into.
+ *   - a one-page stats memfd the library writes its counters into;
+ *   - where the interface takes redirected frames, a TX tap (taptx.c): a tap device of its own, made ahead
+ *     by ringpool.c, whose XDP program sends what the application writes to it out of the interface.
  * Set-up order makes the dispatcher's view consistent at every instant: the ring and the XSK slot are in
  * place before the vd_ports entry that makes frames flow; teardown removes the vd_ports entry first.
  */
@@ -251,10 +253,40 @@ static int reset_ep_stats(struct vd_ep *ep)
 	return err;
 }
 
+/*
+ * Ends the endpoint's TX tap: its vd_tap_devs entry goes at once, so vd_tap_tx drops whatever is still
+ * written to it (bpf_redirect_map's XDP_DROP default); the device itself is deleted off the loop by the
+ * ring pool's worker (30-40 ms of unregister_netdevice). After that the application's writes fail and it
+ * sends through its XSK.
+ */
+static void ep_tap_end(struct vd_ep *ep)
+{
+	if (!ep->tap_ifindex)
+		return;
+	if (bpf_map_delete_elem(ep->ifc->tap_devs_fd, &ep->tap_ifindex) && errno != ENOENT)
+		vd__warn("ep %u: removing TX tap %s from vd_tap_devs: %s", ep->id, ep->tap_name, strerror(errno));
+	vd__ringpool_tap_del(ep->tap_ifindex, ep->tap_fd);
+	ep->tap_ifindex = 0;
+	ep->tap_fd = -1;
+}
+
+void vd__ep_taps_end(struct vd_iface *ifc)
+{
+	for (unsigned id = 0; id < VD_BPF_MAX_EPS; id++) {
+		struct vd_ep *ep = eps[id];
+		if (ep && ep->ifc == ifc && ep->tap_ifindex) {
+			vd__info("ep %u: TX tap %s ended (%s no longer takes redirected frames)", ep->id, ep->tap_name,
+				 ifc->name);
+			ep_tap_end(ep);
+		}
+	}
+}
+
 static void ep_free(struct vd_ep *ep)
 {
 	struct vd_iface *ifc = ep->ifc;
 
+	ep_tap_end(ep);
 	/* First stop frames flowing to it, then take away where they went. */
 	vd__ep_ports_reclaim(ep);
 	if (ep->in_ports_map) {
@@ -485,7 +517,7 @@ void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_re
 	ep->id = id;
 	ep->ifc = ifc;
 	ep->conn = c;
-	ep->xsk_fd = ep->xsk_spare = ep->umem_fd = ep->ring_fd = ep->stats_fd = -1;
+	ep->xsk_fd = ep->xsk_spare = ep->umem_fd = ep->ring_fd = ep->stats_fd = ep->tap_fd = -1;
 	if (spare_ring >= 0) {
 		ep->ring_fd = spare_ring;
 		ep->in_rings_map = true;
@@ -540,8 +572,31 @@ void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_re
 	rep.stats_bytes = (uint32_t)sysconf(_SC_PAGESIZE);
 	rep.tx_meta_len = ep->tx_meta_len;
 	rep.tx_offloads = ep->tx_meta_len ? VD_CTL_TXO_CSUM : 0;
-	int fds[VD_CTL_MAX_FDS] = { ep->umem_fd, ep->xsk_fd, ep->ring_fd, ep->stats_fd };
-	err = vd__conn_reply(c, VD_CTL_EP_OPEN, seq, 0, &rep, sizeof(rep), fds, 4, NULL);
+	int fds[VD_CTL_MAX_FDS] = { ep->umem_fd, ep->xsk_fd, ep->ring_fd, ep->stats_fd, -1 };
+	/*
+	 * A TX tap, if one is ready (never waited for: making one takes ~8 ms) and the interface takes
+	 * redirected frames now (asked of the kernel here, a netlink round trip: a veth loses it when its peer's
+	 * XDP program goes, and would then drop every frame written to the tap).
+	 */
+	const char *tap_why = "off (--no-tap-tx or no /dev/net/tun)";
+	struct vd_tap tap = { .keep_fd = -1, .app_fd = -1 };
+	if (vd__taptx_on()) {
+		if (!vd__taptx_check(ifc))
+			tap_why = "interface takes no redirected frames";
+		else if (vd__ringpool_take_tap(ifc, &tap))
+			tap_why = "none ready";
+		else {
+			ep->tap_fd = tap.keep_fd;
+			ep->tap_ifindex = tap.ifindex;
+			memcpy(ep->tap_name, tap.name, sizeof(ep->tap_name));
+			fds[4] = tap.app_fd;
+			rep.tap_tx_max = ifc->mtu + 14u < VD_CTL_TAP_TX_MAX ? ifc->mtu + 14u : VD_CTL_TAP_TX_MAX;
+		}
+	}
+	err = vd__conn_reply(c, VD_CTL_EP_OPEN, seq, 0, &rep, sizeof(rep), fds, fds[4] >= 0 ? 5 : 4, NULL);
+	/* vd__conn_reply dup'ed it (or failed): the application's queue is the application's alone. */
+	if (tap.app_fd >= 0)
+		close(tap.app_fd);
 	if (err) {
 		/* Could not queue the reply: the endpoint is useless to the client; undo it. */
 		*vd__conn_eps(c) = ep->next;
@@ -550,10 +605,11 @@ void vd__ep_open(struct vd_conn *c, uint32_t seq, const struct vd_ctl_ep_open_re
 	}
 	char ip[INET_ADDRSTRLEN];
 	inet_ntop(AF_INET, &ep->ip_be, ip, sizeof(ip));
-	vd__info("ep %u opened: pid %d uid %u %s %s:%u queue %u %s%s, frames up to %u bytes (%u chunks)", ep->id,
-		 (int)ep->pid, (unsigned)ep->uid, ifc->name, ip, ntohs(ep->port_be), ep->queue,
+	vd__info("ep %u opened: pid %d uid %u %s %s:%u queue %u %s%s, frames up to %u bytes (%u chunks), "
+		 "TX tap %s%s%s", ep->id, (int)ep->pid, (unsigned)ep->uid, ifc->name, ip, ntohs(ep->port_be), ep->queue,
 		 ep->rx_mode == VD_CTL_RX_DIRECT ? "direct" : "steered", ep->tx_meta_len ? ", tx checksum offload" : "",
-		 g.max_frags * VD_EP_RX_ROOM, g.max_frags);
+		 g.max_frags * VD_EP_RX_ROOM, g.max_frags, ep->tap_ifindex ? ep->tap_name : "none (",
+		 ep->tap_ifindex ? "" : tap_why, ep->tap_ifindex ? "" : ")");
 	return;
 #undef FAIL
 

@@ -205,6 +205,9 @@ int vd__iface_add(const char *name, enum vd_xdp_mode mode)
 	ifc->rings_fd = bpf_map__fd(ifc->skel->maps.vd_rings);
 	ifc->ep_stats_fd = bpf_map__fd(ifc->skel->maps.vd_ep_stats);
 	ifc->glob_stats_fd = bpf_map__fd(ifc->skel->maps.vd_glob_stats);
+	/* TX taps (taptx.c) run this instance's vd_tap_tx, which redirects through its vd_tap_devs. */
+	ifc->tap_prog_fd = bpf_program__fd(ifc->skel->progs.vd_tap_tx);
+	ifc->tap_devs_fd = bpf_map__fd(ifc->skel->maps.vd_tap_devs);
 
 	/* Native (driver) mode first; generic (skb) mode works everywhere but costs an skb per frame. */
 	err = -EOPNOTSUPP;

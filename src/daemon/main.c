@@ -35,6 +35,7 @@ struct opts {
 	enum vd_xdp_mode xdp_mode;
 	uint32_t time_wait_s;
 	uint32_t pool_idle_s;
+	int no_tap_tx;
 };
 
 static void usage(FILE *f)
@@ -42,7 +43,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: viaductd --iface IF [--iface IF2...] [--socket PATH] [--group NAME] [--pidfile F]\n"
 		"                [--daemon] [--log FILE] [--xdp-mode native|generic] [--time-wait SECONDS]\n"
-		"                [--pool-idle-s SECONDS] [-v]\n"
+		"                [--pool-idle-s SECONDS] [--no-tap-tx] [-v]\n"
 		"\n"
 		"The viaduct daemon (root, one per host or network namespace): attaches the XDP dispatcher to each\n"
 		"--iface and hands applications their AF_XDP endpoints over a Unix control socket. Frames no\n"
@@ -64,6 +65,10 @@ static void usage(FILE *f)
 		"                      the pool of TCP ports reserved ahead grows from 1024 up to 4096 while\n"
 		"                      bursts of connections run it dry; after SECONDS with no burst needing more\n"
 		"                      than 1024 it shrinks back, closing the surplus (default 30, 1 to 3600)\n"
+		"  --no-tap-tx         no TX taps: by default each endpoint also gets a tap device of its own\n"
+		"                      (vdtxN) whose XDP program sends the frames written to it out of the\n"
+		"                      interface, cheaper than a copy-mode AF_XDP send; only while the interface\n"
+		"                      takes redirected frames (a veth: while its peer has an XDP program)\n"
 		"  -v                  debug logging\n");
 }
 
@@ -75,7 +80,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "daemon", no_argument, NULL, 'd' },        { "log", required_argument, NULL, 'l' },
 		{ "xdp-mode", required_argument, NULL, 'x' }, { "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },          { "time-wait", required_argument, NULL, 't' },
-		{ "pool-idle-s", required_argument, NULL, 'P' }, { NULL, 0, NULL, 0 },
+		{ "pool-idle-s", required_argument, NULL, 'P' }, { "no-tap-tx", no_argument, NULL, 'T' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
@@ -128,6 +134,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->pool_idle_s = (uint32_t)v;
 			break;
 		}
+		case 'T': o->no_tap_tx = 1; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
 		}
@@ -299,6 +306,7 @@ int main(int argc, char **argv)
 			goto out_ifaces;
 	if (vd__neigh_init())
 		goto out_ifaces;
+	vd__taptx_init(!o.no_tap_tx); /* after the interfaces (it asks what each takes), before the pool */
 	if ((err = vd__ringpool_init())) /* after the interfaces: it prepares their spare rings */
 		vd__warn("steering ring pool: %s (endpoints install their rings themselves)", strerror(-err));
 	if ((err = vd__port_init(o.time_wait_s, o.pool_idle_s))) {
@@ -336,7 +344,8 @@ out_server:
 	vd__server_stop();
 out_neigh:
 	vd__port_fini(); /* after the server: closing connections turns ports into holds */
-	vd__ringpool_fini(); /* after the server: reclaimed endpoints hand it their rings */
+	vd__ringpool_fini(); /* after the server: reclaimed endpoints hand it their rings and taps */
+	vd__taptx_fini();
 	vd__neigh_fini();
 out_ifaces:
 	vd__iface_fini();

@@ -27,6 +27,11 @@
  * an EP_OPEN binds it to its queue: pinning 8 MiB was the largest part (~0.5 ms) of what was left of
  * EP_OPEN. A spare memfd was never handed to anyone, so it carries no one's data.
  *
+ * The worker also keeps RP_TAPS spare TX taps per interface (taptx.c) while the interface takes redirected
+ * frames: making one costs ~0.25 ms but attaching XDP to it ~8 ms (measured), and deleting one (RTM_DELLINK,
+ * an unregister_netdevice with its RCU waits) 30-40 ms, so an EP_OPEN takes a ready one and an endpoint's end
+ * hands its tap back here to delete.
+ *
  * Threading: only the loop thread touches slots[] and spare counts; the worker sees jobs only (ifc's map
  * fd, id, size), through a mutex-protected list, and hands them back on a done list, announced through an
  * eventfd that the loop watches. The worker does no logging (vd__log is the loop's): the loop logs
@@ -41,6 +46,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -55,6 +61,8 @@
  * started within the delay still finds the other spare.
  */
 #define RP_REFILL_DELAY_NS 20000000ll
+#define RP_TAPS 2u /* spare TX taps per interface, for the same reason as RP_SPARES */
+#define RP_TAP_RETRY_NS 5000000000ll /* after a failed tap: not one tried per job finished */
 
 enum slot_state { SLOT_FREE = 0, SLOT_WORKING, SLOT_SPARE };
 
@@ -65,7 +73,7 @@ struct slot {
 	uint32_t bytes;        /* SPARE: its size */
 };
 
-enum job_kind { JOB_RING, JOB_UMEM };
+enum job_kind { JOB_RING, JOB_UMEM, JOB_TAP, JOB_TAP_DEL };
 
 struct job {
 	struct job *next;
@@ -76,6 +84,9 @@ struct job {
 	void *umem;
 	uint32_t tx_meta_len;
 	int rings_fd;          /* copied: the worker reads nothing of ifc */
+	int tap_prog_fd, tap_devs_fd; /* JOB_TAP: copied from ifc too */
+	uint32_t out_ifindex;  /* JOB_TAP: ifc's ifindex */
+	struct vd_tap tap;     /* JOB_TAP: the result; JOB_TAP_DEL: ifindex and keep_fd to delete */
 	uint32_t id;
 	uint32_t bytes;        /* 0: delete vd_rings[id]; else install a fresh ring of this size */
 	int ring_fd;           /* result of an install */
@@ -88,6 +99,11 @@ static struct umem_slot {
 	uint8_t state;         /* SLOT_FREE, SLOT_WORKING or SLOT_SPARE */
 	struct vd_umem_spare u;
 } umems[VD_CTL_MAX_IFACES];
+/* Spare TX taps per interface (by vd__iface_at index); a JOB_TAP names its slot in job.id. */
+static struct tap_slot {
+	uint8_t state;         /* SLOT_FREE, SLOT_WORKING or SLOT_SPARE */
+	struct vd_tap t;
+} taps[VD_CTL_MAX_IFACES][RP_TAPS];
 static uint8_t install_pending[VD_BPF_MAX_EPS]; /* WORKING on an install (not a delete) */
 static struct vd_evsrc done_src = { .fd = -1 };
 static struct vd_evsrc refill_timer = { .fd = -1 };
@@ -98,6 +114,15 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static struct job *todo, **todo_tail = &todo, *done;
 static bool stopping;
+static long long tap_retry_ns; /* CLOCK_MONOTONIC: no spare tap made before */
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
 
 static void umem_make(struct job *j)
 {
@@ -135,6 +160,15 @@ static void job_run(struct job *j)
 	j->err = 0;
 	if (j->kind == JOB_UMEM) {
 		umem_make(j);
+		return;
+	}
+	if (j->kind == JOB_TAP) {
+		j->err = vd__tap_make(j->tap_prog_fd, j->tap_devs_fd, j->out_ifindex, &j->tap);
+		return;
+	}
+	if (j->kind == JOB_TAP_DEL) {
+		j->err = vd__tap_delete(j->tap.ifindex, j->tap.keep_fd);
+		j->tap.keep_fd = -1;
 		return;
 	}
 	if (!j->bytes) {
@@ -196,8 +230,16 @@ static void queue_job(struct job *j)
 	bool inline_run = false;
 
 	pthread_mutex_lock(&mu);
-	*todo_tail = j;
-	todo_tail = &j->next;
+	if (j->kind == JOB_TAP) {
+		/* Ahead of ring and UMEM jobs (a grace period each): see refill. */
+		j->next = todo;
+		todo = j;
+		if (todo_tail == &todo)
+			todo_tail = &j->next;
+	} else {
+		*todo_tail = j;
+		todo_tail = &j->next;
+	}
 	if (!worker_running) {
 		if (pthread_attr_init(&attr) == 0) {
 			pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -269,6 +311,28 @@ static void refill(void)
 		struct vd_iface *ifc = vd__iface_at(i);
 		unsigned have = spares_of(ifc) + installing(ifc);
 
+		/*
+		 * Taps first: an endpoint that finds no spare ring installs one itself (a grace period longer),
+		 * but one that finds no tap goes without for life, and the first endpoints come right after the
+		 * daemon starts or the interface starts taking redirected frames.
+		 */
+		bool tap_wanted = vd__taptx_wanted(ifc) && now_ns() >= tap_retry_ns;
+		for (unsigned k = 0; i < VD_CTL_MAX_IFACES && k < RP_TAPS && tap_wanted; k++) {
+			if (taps[i][k].state != SLOT_FREE)
+				continue;
+			struct job *j = calloc(1, sizeof(*j));
+			if (!j)
+				return;
+			j->kind = JOB_TAP;
+			j->ifc = ifc;
+			j->id = k;
+			j->umem_fd = j->xsk_fd = -1;
+			j->tap_prog_fd = ifc->tap_prog_fd;
+			j->tap_devs_fd = ifc->tap_devs_fd;
+			j->out_ifindex = ifc->ifindex;
+			taps[i][k].state = SLOT_WORKING;
+			queue_job(j);
+		}
 		for (unsigned id = VD_BPF_MAX_EPS; id-- > 0 && have < RP_SPARES;) {
 			if (slots[id].state != SLOT_FREE || vd__ep_at(id))
 				continue;
@@ -306,6 +370,28 @@ static void done_event(struct vd_evsrc *src, uint32_t events)
 		struct slot *s = &slots[j->id];
 
 		list = j->next;
+		if (j->kind == JOB_TAP_DEL) {
+			if (j->err)
+				vd__warn("deleting TX tap ifindex %u: %s", j->tap.ifindex, strerror(-j->err));
+			free(j);
+			continue;
+		}
+		if (j->kind == JOB_TAP) {
+			int i = iface_ix(j->ifc);
+			if (j->err) {
+				vd__warn("%s: preparing a spare TX tap: %s", j->ifc->name, strerror(-j->err));
+				/* Not tried again at once (a refill follows every job), but a few seconds on. */
+				tap_retry_ns = now_ns() + RP_TAP_RETRY_NS;
+			}
+			if (i >= 0 && !j->err) {
+				taps[i][j->id] = (struct tap_slot){ .state = SLOT_SPARE, .t = j->tap };
+				vd__dbg("%s: spare TX tap %s ready", j->ifc->name, j->tap.name);
+			} else if (i >= 0) {
+				taps[i][j->id].state = SLOT_FREE;
+			}
+			free(j);
+			continue;
+		}
 		if (j->kind == JOB_UMEM) {
 			int i = iface_ix(j->ifc);
 			if (j->err)
@@ -393,6 +479,45 @@ int vd__ringpool_take_umem(const struct vd_iface *ifc, size_t len, struct vd_ume
 	return 0;
 }
 
+int vd__ringpool_take_tap(const struct vd_iface *ifc, struct vd_tap *out)
+{
+	int i = iface_ix(ifc);
+
+	for (unsigned k = 0; i >= 0 && k < RP_TAPS; k++) {
+		if (taps[i][k].state != SLOT_SPARE)
+			continue;
+		*out = taps[i][k].t;
+		taps[i][k] = (struct tap_slot){ .state = SLOT_FREE };
+		refill_soon();
+		return 0;
+	}
+	return -ENOENT;
+}
+
+void vd__ringpool_tap_del(uint32_t ifindex, int keep_fd)
+{
+	struct job *j = worker_up ? calloc(1, sizeof(*j)) : NULL;
+
+	if (!j) {
+		/* No pool (or no memory): on the loop, 30-40 ms. */
+		int err = vd__tap_delete(ifindex, keep_fd);
+		if (err)
+			vd__warn("deleting TX tap ifindex %u: %s", ifindex, strerror(-err));
+		return;
+	}
+	j->kind = JOB_TAP_DEL;
+	j->umem_fd = j->xsk_fd = -1;
+	j->tap = (struct vd_tap){ .keep_fd = keep_fd, .app_fd = -1, .ifindex = ifindex };
+	queue_job(j);
+}
+
+void vd__ringpool_kick(void)
+{
+	/* A refill already on its way (RP_REFILL_DELAY_NS after a take) is left to come: not sooner. */
+	if (!refill_armed)
+		refill();
+}
+
 bool vd__ringpool_reserved(uint32_t id)
 {
 	return id < VD_BPF_MAX_EPS && slots[id].state != SLOT_FREE;
@@ -420,6 +545,29 @@ bool vd__ringpool_release(struct vd_iface *ifc, uint32_t id)
 	return submit(ifc, id, install ? vd__ep_steer_bytes(ifc, 0) : 0) == 0;
 }
 
+/*
+ * The first spare taps are made here, before the daemon says it is ready (~9 ms each, attaching XDP most
+ * of it): an application started right after the daemon would otherwise find none and go without a tap
+ * for its endpoint's life. Later ones come from the worker.
+ */
+static void initial_taps(void)
+{
+	for (unsigned i = 0; i < vd__iface_count() && i < VD_CTL_MAX_IFACES; i++) {
+		struct vd_iface *ifc = vd__iface_at(i);
+
+		for (unsigned k = 0; k < RP_TAPS && vd__taptx_wanted(ifc); k++) {
+			struct vd_tap t;
+			int err = vd__tap_make(ifc->tap_prog_fd, ifc->tap_devs_fd, ifc->ifindex, &t);
+			if (err) {
+				vd__warn("%s: preparing a spare TX tap: %s", ifc->name, strerror(-err));
+				tap_retry_ns = now_ns() + RP_TAP_RETRY_NS;
+				return;
+			}
+			taps[i][k] = (struct tap_slot){ .state = SLOT_SPARE, .t = t };
+		}
+	}
+}
+
 int vd__ringpool_init(void)
 {
 	for (unsigned id = 0; id < VD_BPF_MAX_EPS; id++)
@@ -441,6 +589,7 @@ int vd__ringpool_init(void)
 	}
 	worker_up = true;
 	stopping = false;
+	initial_taps();
 	refill();
 	return 0;
 fail:
@@ -464,12 +613,20 @@ void vd__ringpool_fini(void)
 		pthread_cond_wait(&cv, &mu);
 	pthread_mutex_unlock(&mu);
 	worker_up = false;
+	/* Taps are devices: every one is deleted here, whatever its state (nothing may outlive the daemon
+	 * while an application holds its queue). 30-40 ms each, on the way out. */
 	for (struct job *l = todo, *n; l; l = n) {
 		n = l->next;
+		if (l->kind == JOB_TAP_DEL)
+			vd__tap_delete(l->tap.ifindex, l->tap.keep_fd);
 		free(l);
 	}
 	for (struct job *l = done, *n; l; l = n) {
 		n = l->next;
+		if (l->kind == JOB_TAP && !l->err) {
+			close(l->tap.app_fd);
+			vd__tap_delete(l->tap.ifindex, l->tap.keep_fd);
+		}
 		if (l->ring_fd >= 0)
 			close(l->ring_fd);
 		if (l->kind == JOB_UMEM)
@@ -489,6 +646,13 @@ void vd__ringpool_fini(void)
 		if (umems[i].state == SLOT_SPARE)
 			umem_spare_free(&umems[i].u);
 		umems[i] = (struct umem_slot){ .state = SLOT_FREE };
+		for (unsigned k = 0; k < RP_TAPS; k++) {
+			if (taps[i][k].state == SLOT_SPARE) {
+				close(taps[i][k].t.app_fd);
+				vd__tap_delete(taps[i][k].t.ifindex, taps[i][k].t.keep_fd);
+			}
+			taps[i][k] = (struct tap_slot){ .state = SLOT_FREE };
+		}
 	}
 	vd__loop_del(&done_src);
 	close(done_src.fd);

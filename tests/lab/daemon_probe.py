@@ -6,6 +6,9 @@ Speaks the protocol of src/ctl/proto.h with struct/socket only, so it tests the 
 the library. Every subcommand prints what it saw and exits non-zero when the daemon misbehaved.
 
   open [--mode auto|direct|steered] [--port P] [--queue Q] [--hold]  open one endpoint, check its fds
+                                  (4, or 5 with a TX tap: then its device name in tap_name)
+  tap-send --dst-ip IP --dst-mac MAC --dport P [--count N]  open an endpoint, write N UDP frames to its
+                                  TX tap (fails without one)
   hostile                         malformed / hostile messages: error replies, daemon keeps serving
   steer-rx --count N [--sizes ..] open a steered endpoint, print its port, read N frames from the ring
   stat                            print the STAT reply as JSON
@@ -61,7 +64,7 @@ def recv_exact(s, n, timeout=5.0):
         r, _, _ = select.select([s], [], [], left)
         if not r:
             continue
-        data, anc, flags, _ = s.recvmsg(n - len(buf), socket.CMSG_SPACE(4 * 4))
+        data, anc, flags, _ = s.recvmsg(n - len(buf), socket.CMSG_SPACE(4 * 5))
         if not data:
             raise EOFError("connection closed by daemon")
         for level, typ, cdata in anc:
@@ -98,27 +101,42 @@ def connect(path):
     return s
 
 
-EP_REP = struct.Struct("<II16s6sBx4s2s2xIIIIIIIIIIIIII")
+EP_REP = struct.Struct("<II16s6sBx4s2s2xIIIIIIIIIIIIIII")  # ... tx_meta_len, tx_offloads, tap_tx_max
+TUNGETIFF = 0x800454D2  # _IOR('T', 210, unsigned int)
 
 
 def parse_ep_rep(p):
     (ep_id, ifindex, ifname, mac, rx_mode, ip, port, prefix, mtu, queue, frame_size, umem_frames, rx_frames,
-     rx_ring, tx_ring, fill_ring, comp_ring, steer_bytes, stats_bytes, tx_meta_len, tx_offloads) = EP_REP.unpack(p)
+     rx_ring, tx_ring, fill_ring, comp_ring, steer_bytes, stats_bytes, tx_meta_len, tx_offloads,
+     tap_tx_max) = EP_REP.unpack(p)
     return dict(ep_id=ep_id, ifindex=ifindex, ifname=ifname.rstrip(b"\0").decode(), mac=mac.hex(":"),
                 rx_mode=rx_mode, ip=socket.inet_ntoa(ip), port=struct.unpack(">H", port)[0], prefix=prefix, mtu=mtu,
                 queue=queue, frame_size=frame_size, umem_frames=umem_frames, rx_frames=rx_frames, rx_ring=rx_ring,
                 tx_ring=tx_ring, fill_ring=fill_ring, comp_ring=comp_ring, steer_ring_bytes=steer_bytes,
-                stats_bytes=stats_bytes, tx_meta_len=tx_meta_len, tx_offloads=tx_offloads)
+                stats_bytes=stats_bytes, tx_meta_len=tx_meta_len, tx_offloads=tx_offloads, tap_tx_max=tap_tx_max)
 
 
 def fd_kind(fd):
     return os.readlink("/proc/self/fd/%d" % fd)
 
 
+def tap_name(fd):
+    """The name of the tap device a /dev/net/tun fd is attached to."""
+    import fcntl
+    ifr = fcntl.ioctl(fd, TUNGETIFF, b"\0" * 40)
+    return ifr[:16].rstrip(b"\0").decode()
+
+
 def check_ep_fds(rep, fds):
-    """The four fds in proto.h order, of the right kinds and usable by this (possibly unprivileged) process."""
+    """The four fds in proto.h order, of the right kinds and usable by this (possibly unprivileged) process,
+    and a fifth, the TX tap, exactly when tap_tx_max says so."""
     kinds = [fd_kind(f) for f in fds]
-    assert len(fds) == 4, "want 4 fds, got %d" % len(fds)
+    want = 5 if rep["tap_tx_max"] else 4
+    assert len(fds) == want, "want %d fds (tap_tx_max %d), got %d" % (want, rep["tap_tx_max"], len(fds))
+    if want == 5:
+        assert kinds[4] == "/dev/net/tun", kinds
+        assert os.get_blocking(fds[4]) is False, "TX tap fd is blocking"
+        rep["tap_name"] = tap_name(fds[4])
     assert kinds[0].startswith("/memfd:viaduct-umem"), kinds
     assert kinds[1].startswith("socket:"), kinds
     assert kinds[2] == "anon_inode:bpf-map", kinds
@@ -207,6 +225,66 @@ def cmd_open(a):
         assert status == 0, status
         status, p, _ = call(s, EP_CLOSE, struct.pack("<I", rep["ep_id"]), seq=9)
         assert status == -errno.ENOENT, status
+    return 0
+
+
+def csum16(b):
+    if len(b) % 2:
+        b += b"\0"
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while t >> 16:
+        t = (t & 0xFFFF) + (t >> 16)
+    return ~t & 0xFFFF
+
+
+def udp_frame(src_mac, dst_mac, src_ip, dst_ip, sport, dport, payload):
+    """Ethernet + IPv4 (DF, TTL 64) + UDP, both checksums complete (RFC 791, RFC 768)."""
+    udp_len = 8 + len(payload)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 0, 0x4000, 64, socket.IPPROTO_UDP, 0, src_ip, dst_ip)
+    ip = ip[:10] + struct.pack("!H", csum16(ip)) + ip[12:]
+    pseudo = src_ip + dst_ip + struct.pack("!BBH", 0, socket.IPPROTO_UDP, udp_len)
+    udp = struct.pack("!HHHH", sport, dport, udp_len, 0) + payload
+    c = csum16(pseudo + udp) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", c) + udp[8:]
+    return dst_mac + src_mac + b"\x08\x00" + ip + udp
+
+
+def cmd_tap_send(a):
+    """Opens an endpoint and writes --count UDP frames to its TX tap (fd [4]), to dst ip:port at dst MAC."""
+    s = connect(a.socket)
+    status, p, fds = call(s, EP_OPEN, ep_open_req())
+    if status:
+        print(json.dumps({"status": status, "reason": p.rstrip(b"\0").decode(errors="replace")}))
+        return 3
+    rep = parse_ep_rep(p)
+    check_ep_fds(rep, fds)
+    if len(fds) != 5:
+        print(json.dumps({"error": "no TX tap", "fds": len(fds), "tap_tx_max": rep["tap_tx_max"]}))
+        return 4
+    mac = bytes.fromhex(rep["mac"].replace(":", ""))
+    dst_mac = bytes.fromhex(a.dst_mac.replace(":", ""))
+    sent = 0
+    for i in range(a.count):
+        fr = udp_frame(mac, dst_mac, socket.inet_aton(rep["ip"]), socket.inet_aton(a.dst_ip), rep["port"], a.dport,
+                       b"viaduct-tap %d" % i)
+        assert len(fr) <= rep["tap_tx_max"]
+        sent += os.write(fds[4], fr) == len(fr)
+        time.sleep(0.01)
+    print(json.dumps({"sent": sent, "tap_name": rep["tap_name"], "tap_tx_max": rep["tap_tx_max"]}), flush=True)
+    if sent != a.count:
+        return 5
+    if a.until_gone:
+        # The endpoint stays open; frames keep going to the tap until a write fails (the daemon ended it).
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < a.until_gone:
+            try:
+                os.write(fds[4], fr)
+            except OSError as e:
+                print(json.dumps({"gone_after_s": round(time.monotonic() - t0, 2), "errno": e.errno}), flush=True)
+                return 0
+            time.sleep(0.1)
+        print(json.dumps({"error": "tap still writable after %s s" % a.until_gone}), flush=True)
+        return 6
     return 0
 
 
@@ -550,6 +628,13 @@ def main():
     o.add_argument("--steer-bytes", type=int, default=0)
     o.add_argument("--hold", action="store_true")
     o.add_argument("--close", action="store_true")
+    ts = sub.add_parser("tap-send")
+    ts.add_argument("--dst-ip", required=True)
+    ts.add_argument("--dst-mac", required=True)
+    ts.add_argument("--dport", type=int, required=True)
+    ts.add_argument("--count", type=int, default=3)
+    ts.add_argument("--until-gone", type=float, default=0, help="then keep writing until a write fails "
+                    "(at most this many seconds)")
     sub.add_parser("hostile")
     r = sub.add_parser("steer-rx")
     r.add_argument("--count", type=int, required=True)
@@ -574,7 +659,7 @@ def main():
     drop_privs(a)
     return {"open": cmd_open, "hostile": cmd_hostile, "steer-rx": cmd_steer_rx, "stat": cmd_stat,
             "neigh": cmd_neigh, "reserve": cmd_reserve, "stall": cmd_stall, "ports-hold": cmd_ports_hold,
-            "ports-burst": cmd_ports_burst}[a.cmd](a)
+            "ports-burst": cmd_ports_burst, "tap-send": cmd_tap_send}[a.cmd](a)
 
 
 if __name__ == "__main__":

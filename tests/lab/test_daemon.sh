@@ -4,7 +4,8 @@
 # Lab test of viaductd (root): two network namespaces joined by a 4-queue veth, viaductd on one side.
 # Checks start-up and shutdown, the control protocol against hostile input, fd passing to an
 # unprivileged user, software-steered and direct RX through the XDP dispatcher, reclaim after kill -9,
-# port reservation in the kernel, neighbour resolution, and that kernel traffic is untouched.
+# port reservation in the kernel, neighbour resolution, that kernel traffic is untouched, and TX taps
+# (a tap per endpoint, only while the peer's XDP program lets the veth take redirected frames).
 #
 # usage: tests/lab/test_daemon.sh BUILD_DIR     (env VD_TEST_NS: namespace prefix, default vdA-td)
 set -euo pipefail
@@ -34,7 +35,7 @@ cleanup() {
 	set +e
 	for p in "${BGPIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
 	wait 2>/dev/null
-	for f in "$PIDF" "$RUN/h1.pid"; do
+	for f in "$PIDF" "$RUN/h1.pid" "$RUN/h1tap.pid" "$RUN/notap.pid"; do
 		[ -s "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null
 	done
 	sleep 0.3
@@ -337,6 +338,100 @@ check "malformed IPv4 header counted and passed to the kernel" malformed_test
 check "EP_PORTS_DEL with holds: each port held on its own (one not ours fails alone), quiet one too" \
 	probe ports-hold
 
+# ---- TX taps (taptx.c): a tap per endpoint while eth0 takes redirected frames -----------------------
+# A veth takes them (xdp_features NDO_XMIT) only while its peer has an XDP program (veth_set_xdp_features):
+# so far NS1's eth0 has none.
+taps() { ip -n "$NS0" -o link show | grep -o ': vdtx[0-9]*' | cut -c3- | sort | tr '\n' ' '; }
+n_taps() { ip -n "$NS0" -o link show | grep -c ': vdtx' || true; }
+open_fds() { probe open | json "'%d %d' % (len(d['fd_kinds']), d['tap_tx_max'])"; }
+h1tap_start() {
+	in1 "$DAEMON" --iface eth0 --socket "$RUN/h1tap.sock" --pidfile "$RUN/h1tap.pid" --log "$TMP/h1tap.log" \
+		--daemon
+}
+h1tap_stop() {
+	local pid
+	pid=$(cat "$RUN/h1tap.pid")
+	kill -TERM "$pid"
+	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+	return 1
+}
+spares_ready() { # spares_ready: within 5 s the two spare taps exist (ringpool.c RP_TAPS)
+	for _ in $(seq 50); do [ "$(n_taps)" = 2 ] && return 0; sleep 0.1; done
+	echo "taps: $(taps)"
+	return 1
+}
+no_peer_xdp_test() {
+	local got
+	got=$(open_fds)
+	echo "fds, tap_tx_max: $got; taps: $(taps)"
+	[ "$got" = "4 0" ] && [ "$(n_taps)" = 0 ] &&
+		tail -n 5 "$LOG" | grep -q 'TX tap none (interface takes no redirected frames)'
+}
+check "peer without XDP: EP_OPEN gives 4 fds, tap_tx_max 0, no tap made, said in the log" no_peer_xdp_test
+check "viaductd on the peer (native XDP)" h1tap_start
+check "two spare taps made within 5 s of the peer's XDP program" spares_ready
+tap_open_test() {
+	local got
+	got=$(open_fds)
+	echo "fds, tap_tx_max: $got"
+	[ "$got" = "5 1514" ] && tail -n 5 "$LOG" | grep -q 'TX tap vdtx'
+}
+check "peer with XDP: EP_OPEN gives 5 fds (fd [4] a non-blocking tap queue), tap_tx_max 1514 at MTU 1500" \
+	tap_open_test
+tap_send_test() {
+	ip netns exec "$NS1" "$PY" -c "
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('$IP1', 9997)); s.settimeout(5)
+d, a = s.recvfrom(100); print('received', d, a); assert d == b'viaduct-tap 0' and a[0] == '$IP0'" >"$TMP/taprx" 2>&1 &
+	local pid=$!
+	sleep 0.3
+	probe --uid 65534 --gid 65534 tap-send --dst-ip $IP1 --dport 9997 --count 3 \
+		--dst-mac "$(ip -n "$NS1" -j link show eth0 | json "d[0]['address']")" || { kill $pid; return 1; }
+	wait $pid
+	local rc=$?
+	cat "$TMP/taprx"
+	return $rc
+}
+check "a UDP frame written to fd [4] by uid 65534 reaches a kernel UDP socket on the peer" tap_send_test
+tap_crash_test() {
+	probe_bg "$TMP/taphold" --uid 65534 --gid 65534 open --hold
+	local pid=$BG name
+	wait_for "$TMP/taphold" ready || return 1
+	name=$(json "d['tap_name']" <"$TMP/taphold")
+	echo "held endpoint's tap: $name; taps: $(taps)"
+	grep -q " $name " <<<" $(taps)" || return 1
+	kill -9 "$pid"
+	wait "$pid" 2>/dev/null
+	for _ in $(seq 50); do
+		if ! grep -q " $name " <<<" $(taps)" && [ "$(n_taps)" = 2 ]; then
+			echo "after kill -9: taps: $(taps)"
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "after kill -9, 5 s: taps: $(taps)"
+	return 1
+}
+check "kill -9 of the tap's holder: its tap device gone within 5 s, two spares again" tap_crash_test
+tap_lost_test() {
+	probe_bg "$TMP/taplost" tap-send --dst-ip $IP1 --dport 9997 --count 1 --until-gone 10 \
+		--dst-mac "$(ip -n "$NS1" -j link show eth0 | json "d[0]['address']")"
+	local pid=$BG
+	wait_for "$TMP/taplost" sent || return 1
+	h1tap_stop || return 1
+	wait $pid
+	local rc=$?
+	cat "$TMP/taplost"
+	[ $rc = 0 ] && grep -q 'gone_after_s' "$TMP/taplost" && [ "$(open_fds)" = "4 0" ]
+}
+check "peer's XDP program gone: the endpoint's tap ended (its next write fails), new endpoints get 4 fds" \
+	tap_lost_test
+check "viaductd on the peer again" h1tap_start
+check "spare taps there again" spares_ready
+probe_bg "$TMP/tapshut" --uid 65534 --gid 65534 open --hold
+wait_for "$TMP/tapshut" ready || true
+TAPSHUT=$BG
+
 # ---- shutdown ---------------------------------------------------------------------------------------
 shutdown_test() {
 	local pid n
@@ -346,6 +441,23 @@ shutdown_test() {
 	! kill -0 "$pid" 2>/dev/null && [ ! -e "$SOCK" ] && [ ! -e "$PIDF" ] && [ "$(xdp_mode "$NS0")" = 0 ]
 }
 check "SIGTERM: exits, socket and pidfile removed, no XDP program left" shutdown_test
+check "SIGTERM: every tap deleted, the spares and one an application still holds" \
+	bash -c "grep -q '\"tap_name\": \"vdtx' '$TMP/tapshut' && kill -0 $TAPSHUT && \
+		! ip -n '$NS0' -o link show | grep -q vdtx"
+kill -9 $TAPSHUT 2>/dev/null || true
+notap_test() {
+	in0 "$DAEMON" --iface eth0 --socket "$SOCK" --pidfile "$RUN/notap.pid" --log "$TMP/notap.log" --daemon \
+		--no-tap-tx || return 1
+	sleep 1.5 # past a capability check (1 s): nothing may make a spare either
+	local got
+	got=$(open_fds)
+	echo "--no-tap-tx: fds, tap_tx_max: $got; taps: $(taps)"
+	kill -TERM "$(cat "$RUN/notap.pid")"
+	for _ in $(seq 50); do [ -e "$RUN/notap.pid" ] || break; sleep 0.1; done
+	[ "$got" = "4 0" ] && [ "$(n_taps)" = 0 ]
+}
+check "--no-tap-tx (peer with XDP): 4 fds, no tap made" notap_test
+check "viaductd on the peer stops" h1tap_stop
 check "ping after viaductd stopped" in1 ping -c 1 -W 1 $IP0
 
 generic_test() {
