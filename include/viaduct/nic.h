@@ -138,6 +138,8 @@ struct vd_nic_stats {
 	 */
 	uint64_t tx_lent, tx_lend_refused;
 	uint64_t tx_att_frames, tx_att_pieces;
+	/* Frames sent through the endpoint's TX tap (xdp, where viaductd gave one; in tx_frames too). */
+	uint64_t tx_tap;
 };
 
 struct vd_nic;

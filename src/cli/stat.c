@@ -155,15 +155,16 @@ static void print_ports(const struct stat_data *d)
 {
 	char ports[160];
 
-	printf("\n%5s %8s %8s %9s %5s %8s %11s %11s %6s  %s\n", "EP", "SOCK_TCP", "SOCK_UDP", "FALLBACK", "LENT",
-	       "REFUSED", "ATT_FRAMES", "ATT_PIECES", "PORTS", "(* = ephemeral)");
+	printf("\n%5s %8s %8s %9s %5s %8s %11s %11s %11s %6s  %s\n", "EP", "SOCK_TCP", "SOCK_UDP", "FALLBACK", "LENT",
+	       "REFUSED", "ATT_FRAMES", "ATT_PIECES", "TAP_FRAMES", "PORTS", "(* = ephemeral)");
 	for (uint32_t i = 0; i < d->hdr.n_eps; i++) {
 		const struct vd_ctl_stat_ep *e = &d->eps[i];
 		ep_ports_str(d, e->ep_id, ports, sizeof(ports));
 		printf("%5" PRIu32 " %8" PRIu64 " %8" PRIu64 " %9" PRIu64 " %5" PRIu64 " %8" PRIu64 " %11" PRIu64
-		       " %11" PRIu64 " %6" PRIu32 "  %s\n",
+		       " %11" PRIu64 " %11" PRIu64 " %6" PRIu32 "  %s\n",
 		       e->ep_id, e->lib.sock_tcp, e->lib.sock_udp, e->lib.sock_fallback, e->lib.tx_lent,
-		       e->lib.tx_lend_refused, e->lib.tx_att_frames, e->lib.tx_att_pieces, e->n_ports, ports);
+		       e->lib.tx_lend_refused, e->lib.tx_att_frames, e->lib.tx_att_pieces, e->lib.tx_tap, e->n_ports,
+		       ports);
 	}
 	print_held(d);
 }
@@ -291,12 +292,13 @@ static void print_json(const struct stat_data *d)
 		       ", \"tx_bytes\": %" PRIu64 ", \"tx_busy\": %" PRIu64 ", \"malformed\": %" PRIu64
 		       ", \"sock_tcp\": %" PRIu64 ", \"sock_udp\": %" PRIu64 ", \"sock_fallback\": %" PRIu64
 		       ", \"tx_lent\": %" PRIu64 ", \"tx_lend_refused\": %" PRIu64 ", \"tx_att_frames\": %" PRIu64
-		       ", \"tx_att_pieces\": %" PRIu64 ", \"n_ports\": %" PRIu32 "}",
+		       ", \"tx_att_pieces\": %" PRIu64 ", \"tx_tap\": %" PRIu64 ", \"n_ports\": %" PRIu32 "}",
 		       ip, ntohs(e->port_be), rx_mode_name(e->rx_mode), e->queue, ep_rx_frames(e), e->rx_redirected,
 		       e->rx_steered, e->rx_bytes, e->rx_dropped, e->xsk_rx_dropped, e->xsk_rx_ring_full,
 		       e->xsk_tx_invalid, e->lib.rx_frames, e->lib.rx_bytes, e->lib.tx_frames, e->lib.tx_bytes,
 		       e->lib.tx_busy, e->lib.rx_malformed, e->lib.sock_tcp, e->lib.sock_udp, e->lib.sock_fallback,
-		       e->lib.tx_lent, e->lib.tx_lend_refused, e->lib.tx_att_frames, e->lib.tx_att_pieces, e->n_ports);
+		       e->lib.tx_lent, e->lib.tx_lend_refused, e->lib.tx_att_frames, e->lib.tx_att_pieces, e->lib.tx_tap,
+		       e->n_ports);
 	}
 	printf("], \"ports\": [");
 	for (uint32_t i = 0; i < d->hdr.n_ports; i++) {

@@ -142,7 +142,7 @@ static int do_echo(struct vd_nic *nic, const struct args *a)
 	}
 	struct vd_nic_stats st;
 	vd_nic_stats(nic, &st);
-	printf("echoed %u malformed %" PRIu64 "\n", echoed, st.rx_malformed);
+	printf("echoed %u malformed %" PRIu64 " tap %" PRIu64 "\n", echoed, st.rx_malformed, st.tx_tap);
 	return echoed >= a->count || (idle_ns && echoed) ? 0 : 1;
 }
 
@@ -194,8 +194,8 @@ static int do_ping(struct vd_nic *nic, const struct args *a)
 	}
 	struct vd_nic_stats st;
 	vd_nic_stats(nic, &st);
-	printf("ping ok %u/%u bad %u resent %u tx %" PRIu64 " rx %" PRIu64 " malformed %" PRIu64 "\n", ok, a->count,
-	       bad, resent, st.tx_frames, st.rx_frames, st.rx_malformed);
+	printf("ping ok %u/%u bad %u resent %u tx %" PRIu64 " rx %" PRIu64 " malformed %" PRIu64 " tap %" PRIu64 "\n",
+	       ok, a->count, bad, resent, st.tx_frames, st.rx_frames, st.rx_malformed, st.tx_tap);
 	return ok == a->count && bad == 0 ? 0 : 1;
 }
 

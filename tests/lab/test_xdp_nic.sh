@@ -54,6 +54,12 @@ N=2000
 pair "direct <-> direct, 64 B, busy-poll" \
 	"$PEER echo --backend xdp --mode direct --local $H1:PORT --count $N --busy" \
 	"$PEER ping --backend xdp --mode direct --peer $H1:PORT --count $N --size 64 --busy"
+# Both sides sent their small frames through their TX taps (viaductd gives one per endpoint on a veth whose
+# peer runs XDP), and every frame still arrived intact.
+tap_cli=$(grep -o 'tap [0-9]*' "$tmp/cli" | awk '{print $2}') tap_srv=$(grep -o 'tap [0-9]*' "$tmp/srv" | awk '{print $2}')
+[ "${tap_cli:-0}" -ge "$N" ] && [ "${tap_srv:-0}" -ge "$N" ] &&
+	ok "small frames went through the TX taps (client $tap_cli, server $tap_srv of $N)" ||
+	ko "small frames went through the TX taps (client ${tap_cli:-none}, server ${tap_srv:-none} of $N)"
 pair "steered <-> steered, 1472 B, blocking" \
 	"$PEER echo --backend xdp --mode steered --local $H1:PORT --count 500" \
 	"$PEER ping --backend xdp --mode steered --peer $H1:PORT --count 500 --size 1472"
@@ -98,6 +104,28 @@ pair "kernel UDP socket -> xdp steered server" \
 pair "xdp client -> kernel UDP socket" \
 	"/usr/bin/python3 $tmp/kecho.py $H1 PORT 300" \
 	"$PEER ping --backend xdp --peer $H1:PORT --count 300 --size 1200"
+
+# A TX tap that disappears under a running endpoint (viaductd deletes it when the interface can no longer
+# take redirected frames; here it is deleted behind everyone's back): the client's next write fails, it
+# goes back to its XSK, and no frame is lost for good.
+port=$((port + 1))
+on h1 "$PEER" echo --backend xdp --local $H1:$port --count 1000000 --idle-ms 1500 --timeout-ms 30000 >"$tmp/srv" 2>&1 &
+spid=$!
+sleep 0.3
+on h0 "$PEER" ping --backend xdp --peer $H1:$port --count 150000 --size 64 --busy >"$tmp/cli" 2>&1 &
+cpid=$!
+sleep 0.4
+"$V" lab exec --name "$LAB" h0 -- sh -c 'for d in $(ip -o link show type tun | awk -F": " "{print \$2}"); do ip link del "$d"; done'
+wait "$cpid"; crc=$?
+wait "$spid"
+if [ "$crc" -eq 0 ] && grep -q 'ping ok 150000/150000' "$tmp/cli"; then
+	tap=$(grep -o 'tap [0-9]*' "$tmp/cli" | awk '{print $2}') tx=$(grep -o ' tx [0-9]*' "$tmp/cli" | awk '{print $2}')
+	[ "${tap:-0}" -gt 0 ] && [ "${tap:-0}" -lt "${tx:-0}" ] &&
+		ok "tap deleted mid-run: every frame echoed, $tap of $tx sent by the tap, the rest by the XSK" ||
+		ko "tap deleted mid-run: tap ${tap:-none} of ${tx:-none} frames (expected some of each)"
+else
+	ko "tap deleted mid-run: the ping did not complete (rc $crc)"; sed 's/^/    cli: /' "$tmp/cli"
+fi
 
 # Ownership shown by stat, then reclaim after kill -9.
 on h1 "$PEER" hold --backend xdp --local $H1:7999 --timeout-ms 20000 >"$tmp/hold" 2>&1 &
