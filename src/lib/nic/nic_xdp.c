@@ -1020,17 +1020,25 @@ static bool xdp_tap_usable(const struct xdp_nic *x, unsigned n)
 	return x->tap_fd >= 0 && n <= XDP_TAP_BURST && x->tx.cached_prod == x->tx.cached_cons;
 }
 
+/* A frame of flen bytes goes by the tap: the burst may use it (xdp_tap_usable), no frame of it went the
+ * XSK's way yet (used: its XSK slots), and the frame fits. */
+static bool xdp_tap_takes(const struct xdp_nic *x, bool usable, uint32_t used, uint32_t flen)
+{
+	return usable && used == 0 && x->tap_fd >= 0 && flen <= x->tap_max;
+}
+
 /*
- * Sends the frame of len bytes at frame (its checksums complete) through the tap; true if it went, and its
- * buffer is free again at once (write() copied it). A transient failure leaves the frame to the XSK. Any
- * other means the tap is gone - viaductd deletes it when the interface can no longer take redirected
- * frames, or the endpoint is ending - so it is closed and not tried again.
+ * Sends the frame of len bytes in the TX buffer at addr (at frame, its checksums complete) through the tap;
+ * true if it went, and the buffer is free again at once (write() copied it). A transient failure leaves the
+ * frame to the XSK. Any other means the tap is gone - viaductd deletes it when the interface can no longer
+ * take redirected frames, or the endpoint is ending - so it is closed and not tried again.
  */
-static bool xdp_tap_send(struct xdp_nic *x, const uint8_t *frame, uint32_t len)
+static bool xdp_tap_send(struct xdp_nic *x, uint64_t addr, const uint8_t *frame, uint32_t len)
 {
 	ssize_t w = write(x->tap_fd, frame, len);
 	if (w == (ssize_t)len) {
 		x->nic.stats.tx_tap++;
+		x->tx_free[x->tx_free_n++] = addr;
 		return true;
 	}
 	int e = w < 0 ? errno : EIO;
@@ -1061,11 +1069,10 @@ static int xdp_tx_burst_l3(struct xdp_nic *x, struct vd_frame *f, unsigned n)
 		uint32_t opts = 0;
 		const struct xdp_att *att = xdp_attached(x, &f[i]);
 		vd__frame_build_eth(pkt, mac, x->tmpl.src_mac);
-		if (tap && used == 0 && !att && x->tap_fd >= 0 && VD_ETH_HLEN + f[i].len <= x->tap_max) {
+		if (!att && xdp_tap_takes(x, tap, used, VD_ETH_HLEN + f[i].len)) {
 			if (f[i].peer.port & VD_NIC_TX_L4_CSUM)
 				(void)vd__ipv4_l4_csum_finish(pkt + VD_ETH_HLEN, f[i].len);
-			if (xdp_tap_send(x, pkt, VD_ETH_HLEN + f[i].len)) {
-				x->tx_free[x->tx_free_n++] = addr;
+			if (xdp_tap_send(x, addr, pkt, VD_ETH_HLEN + f[i].len)) {
 				queued++;
 				bytes += f[i].len;
 				continue;
@@ -1128,11 +1135,10 @@ static int xdp_tx_burst(struct vd_nic *nic, struct vd_frame *f, unsigned n)
 		uint8_t *pkt = x->umem + addr + x->tx_off;
 		uint32_t flen = xdp_write_headers(x, pkt, &t, f[i].len), opts = 0;
 		bool partial = x->tx_csum_offload;
-		if (tap && used == 0 && x->tap_fd >= 0 && flen <= x->tap_max) {
+		if (xdp_tap_takes(x, tap, used, flen)) {
 			if (partial) /* the header holds the pseudo-header sum: finish it over the datagram */
 				(void)vd__ipv4_l4_csum_finish(pkt + VD_ETH_HLEN, flen - VD_ETH_HLEN);
-			if (xdp_tap_send(x, pkt, flen)) {
-				x->tx_free[x->tx_free_n++] = addr;
+			if (xdp_tap_send(x, addr, pkt, flen)) {
 				queued++;
 				bytes += f[i].len;
 				continue;
